@@ -1,0 +1,397 @@
+"""First diagnosis of an incident: rules over measured evidence, cheapest first.
+
+Order matters: a fault in the data explains everything downstream of it, so the batch is read
+first; then what the in-graph probes recorded (labels, loss scaler, gradient and loss history);
+then an eager forward replay of the batch on the pre-step weights (which the guard kept intact)
+to find the first layer whose output goes non-finite. Every claim carries its number.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nanguard.contract import Alternative
+from nanguard.guard.capture import CapturedBatch
+from nanguard.probe import state as st
+
+MAX_LISTED = 10
+
+
+@dataclass
+class Facts:
+    step: int
+    flags: int
+    batch: CapturedBatch | None
+    history: dict[str, np.ndarray]  # rows before the step (see History.before)
+    variable_names: list[str]
+    model: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class Diagnosis:
+    root_cause: str = "unknown"
+    confidence: float = 0.3
+    alternatives: list[Alternative] = field(default_factory=list)
+    layer: str | None = None
+    op: str | None = None
+    samples: list[int] = field(default_factory=list)
+    features: list[int] | None = None
+    evidence: list[str] = field(default_factory=list)
+    fixes: list[str] = field(default_factory=list)
+
+
+def symptom(flags: int, error: BaseException | None) -> str:
+    if error is not None:
+        return "error"
+    if flags & st.LOSS_NONFINITE:
+        return "nonfinite_loss"
+    if flags & (st.GRAD_NONFINITE | st.SCALER_STUCK | st.LABEL_OUT_OF_RANGE):
+        return "nonfinite_gradient" if not flags & st.LABEL_OUT_OF_RANGE else "nonfinite_loss"
+    return "nonfinite_weights"
+
+
+def diagnose(facts: Facts) -> Diagnosis:
+    for rule in (
+        _error_message,
+        _labels,
+        _nonfinite_data,
+        _float16,
+        _replay,
+        _exploding,
+        _learning_rate,
+        _input_scale,
+    ):
+        found = rule(facts)
+        if found is not None:
+            return found
+    return _unknown(facts)
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def _flat_samples(a: Any) -> np.ndarray | None:
+    if a is None:
+        return None
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "fiub" or arr.ndim == 0:
+        return None
+    return arr.reshape(arr.shape[0], -1)
+
+
+def _first_array(value: Any) -> Any:
+    import tensorflow as tf
+
+    flat = [v for v in tf.nest.flatten(value) if v is not None]
+    return flat[0] if len(flat) == 1 else None
+
+
+def _nonfinite_rows(value: Any) -> tuple[list[int], list[int], int, str | None]:
+    """Samples and flat features holding NaN/Inf across all arrays of ``value``; and a name."""
+    import tensorflow as tf
+
+    samples: set[int] = set()
+    features: set[int] = set()
+    count = 0
+    name = None
+    for path, arr in _named_leaves(value, tf):
+        flat = _flat_samples(arr)
+        if flat is None or flat.dtype.kind != "f":
+            continue
+        bad = ~np.isfinite(flat)
+        if bad.any():
+            name = name or path
+            rows, cols = np.nonzero(bad)
+            samples.update(rows.tolist())
+            features.update(cols.tolist())
+            count += int(bad.sum())
+    return sorted(samples), sorted(features), count, name
+
+
+def _named_leaves(value: Any, tf: Any) -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        return [(str(k), v) for k, v in value.items() if v is not None]
+    flat = [v for v in tf.nest.flatten(value) if v is not None]
+    return [(f"input {i}" if len(flat) > 1 else "input", v) for i, v in enumerate(flat)]
+
+
+def _listed(values: list[int]) -> str:
+    head = ", ".join(str(v) for v in values[:MAX_LISTED])
+    return head + (f" and {len(values) - MAX_LISTED} more" if len(values) > MAX_LISTED else "")
+
+
+def _nonfinite_data(facts: Facts) -> Diagnosis | None:
+    batch = facts.batch
+    if batch is None:
+        return None
+    for which, value, cause in (("inputs", batch.x, "input_nonfinite"), ("targets", batch.y, "target_nonfinite")):
+        samples, features, count, name = _nonfinite_rows(value)
+        if not samples:
+            continue
+        size = _batch_size(batch)
+        evidence = [
+            f"{count} non-finite value(s) in the {which} ({name}) of {len(samples)} of {size} "
+            f"samples in the batch: positions {_listed(samples)}",
+            f"flat feature positions within a sample: {_listed(features)}",
+            "the model's weights were finite before this step (the guard skipped the update)",
+        ]
+        kind = "feature" if which == "inputs" else "target"
+        fixes = [
+            f"Drop or repair the records with NaN/Inf {kind}s before training, e.g. "
+            f"`keep = np.isfinite({'x' if which == 'inputs' else 'y'}.reshape(len(x), -1)).all(axis=1); "
+            "x, y = x[keep], y[keep]`",
+            "Check the preprocessing that produced them: a division by a zero std or count "
+            "(use `(x - mean) / (std + 1e-8)`), log of 0, or a failed parse.",
+            "Audit the whole dataset before training: `nanguard audit DATA`.",
+        ]
+        return Diagnosis(cause, 0.97, [], None, None, samples, features if which == "inputs" else None, evidence, fixes)
+    return None
+
+
+def _batch_size(batch: CapturedBatch) -> int:
+    first = _flat_samples(_first_array(batch.x)) if _first_array(batch.x) is not None else None
+    return int(first.shape[0]) if first is not None else 0
+
+
+_LABEL_ERROR = re.compile(r"label value of (-?\d+) which is outside the valid range of \[0, (\d+)\)")
+
+
+def _error_message(facts: Facts) -> Diagnosis | None:
+    if facts.error is None:
+        return None
+    text = str(facts.error)
+    match = _LABEL_ERROR.search(text)
+    if match:
+        label, units = int(match.group(1)), int(match.group(2))
+        return Diagnosis(
+            "label_out_of_range",
+            0.95,
+            evidence=[f"the loss op raised: label {label} is outside [0, {units}) "
+                      f"(the output layer has {units} units)"],
+            fixes=_label_fixes(units, label),
+        )
+    if facts.batch is not None:
+        data = _nonfinite_data(facts)
+        if data is not None:
+            return data
+    first_line = text.strip().splitlines()[0] if text.strip() else type(facts.error).__name__
+    return Diagnosis(
+        "unknown",
+        0.2,
+        evidence=[f"training raised {type(facts.error).__name__}: {first_line[:300]}"],
+        fixes=["Read the traceback above; the error was raised inside the training step."],
+    )
+
+
+def _label_fixes(units: int, label: int) -> list[str]:
+    return [
+        f"Labels must lie in [0, {units}) for a {units}-unit output. If there are really "
+        f"{max(label + 1, units)} classes, give the output layer {max(label + 1, units)} units.",
+        "If labels start at 1, shift them: `y = y - 1`; drop or fix rows with invalid labels.",
+        "On GPU or under XLA this fault gives a silent NaN instead of an error.",
+    ]
+
+
+def _labels(facts: Facts) -> Diagnosis | None:
+    if not facts.flags & st.LABEL_OUT_OF_RANGE or facts.batch is None:
+        return None
+    y = _flat_samples(_first_array(facts.batch.y))
+    units = _output_units(facts.model)
+    if y is None or units is None:
+        return Diagnosis("label_out_of_range", 0.8, evidence=["a label was outside the output's range"])
+    labels = y[:, 0] if y.shape[1] == 1 else y.ravel()
+    finite = np.isfinite(labels) if labels.dtype.kind == "f" else np.ones(labels.shape, bool)
+    outside = ~finite | (labels < 0) | (labels >= units)
+    samples = np.flatnonzero(outside).tolist()
+    shown = ", ".join(f"{labels[i]:g} at batch position {i}" for i in samples[:MAX_LISTED])
+    worst = int(np.nanmax(labels[finite])) if finite.any() else units
+    return Diagnosis(
+        "label_out_of_range",
+        0.97,
+        samples=samples,
+        evidence=[
+            f"{len(samples)} label(s) outside [0, {units}): {shown}",
+            f"the output layer has {units} units; labels in the batch span "
+            f"[{np.nanmin(labels[finite]):g}, {np.nanmax(labels[finite]):g}]",
+        ],
+        fixes=_label_fixes(units, worst),
+    )
+
+
+def _output_units(model: Any) -> int | None:
+    try:
+        shape = model.outputs[0].shape
+    except (AttributeError, IndexError, TypeError, ValueError):
+        try:
+            shape = model.layers[-1].output.shape
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return None
+    return int(shape[-1]) if shape and shape[-1] is not None else None
+
+
+# -- mixed precision -----------------------------------------------------------------------------
+
+
+def _float16(facts: Facts) -> Diagnosis | None:
+    policy = getattr(getattr(facts.model, "dtype_policy", None), "compute_dtype", None)
+    stuck = bool(facts.flags & st.SCALER_STUCK)
+    if not stuck and policy != "float16":
+        return None
+    if not stuck and not facts.flags & st.LOSS_NONFINITE:
+        return None
+    evidence = [f"the compute dtype is {policy}; float16 overflows above 65504"]
+    if stuck:
+        evidence.append("the LossScaleOptimizer skipped every recent step: the gradients stay "
+                        "non-finite whatever the loss scale")
+    return Diagnosis(
+        "float16_overflow",
+        0.8,
+        evidence=evidence,
+        fixes=[
+            "Keep the overflowing layer in float32: pass `dtype='float32'` to it (and always to "
+            "the final activation / softmax).",
+            "Or train in float32: `keras.mixed_precision.set_global_policy('float32')`.",
+        ],
+    )
+
+
+# -- history -------------------------------------------------------------------------------------
+
+
+def _finite_history(facts: Facts) -> tuple[np.ndarray, np.ndarray]:
+    rows = facts.history
+    if not len(rows.get("step", [])):
+        return np.zeros(0), np.zeros(0)
+    g = rows["grad_norms"].astype(np.float64)
+    norms = np.sqrt(np.nansum(g * g, axis=1))
+    ok = (rows["flags"] & st.BAD) == 0
+    return norms[ok], rows["loss"][ok].astype(np.float64)
+
+
+def _exploding(facts: Facts) -> Diagnosis | None:
+    norms, _ = _finite_history(facts)
+    if len(norms) < 8:
+        return None
+    window = norms[-min(len(norms), 50):]
+    early, late = float(np.median(window[: max(3, len(window) // 5)])), float(window[-1])
+    rising = float(np.mean(np.diff(window[-10:]) > 0))
+    if early <= 0 or late / early < 1e3 or rising < 0.7:
+        return None
+    steps = len(window)
+    rate = (late / early) ** (1 / max(steps - 1, 1))
+    return Diagnosis(
+        "exploding_gradients",
+        0.8,
+        [Alternative("learning_rate_too_high", 0.15)],
+        evidence=[
+            f"the global gradient norm grew from {early:.3g} to {late:.3g} over the last {steps} "
+            f"steps (x{rate:.2f} per step) before turning non-finite",
+            f"it rose on {rising:.0%} of the last 10 steps",
+        ],
+        fixes=[
+            "Clip gradients: `keras.optimizers.Adam(learning_rate=..., clipnorm=1.0)`.",
+            "Lower the learning rate (x0.1) or add a warm-up schedule.",
+            "For recurrent layers prefer tanh activations; add normalization layers.",
+        ],
+    )
+
+
+def _learning_rate(facts: Facts) -> Diagnosis | None:
+    norms, losses = _finite_history(facts)
+    ratios = facts.history.get("update_ratios")
+    if len(losses) < 3:
+        return None
+    best = float(np.nanmin(losses))
+    last = float(losses[-1])
+    measured = ratios[np.isfinite(ratios).all(axis=1)] if ratios is not None and len(ratios) else np.zeros((0, 0))
+    big_updates = measured.size and float(np.nanmax(measured)) > 0.1
+    if not (last > 10 * max(best, 1e-12) and (big_updates or len(norms) and norms[-1] > 10 * np.median(norms))):
+        return None
+    evidence = [f"the loss rose from {best:.4g} to {last:.4g} before turning non-finite"]
+    if big_updates:
+        evidence.append(f"updates reached {float(np.nanmax(measured)):.2g} of the weights' norm in one step "
+                        "(healthy training stays near 1e-3)")
+    lr = _learning_rate_value(facts.model)
+    fixes = [f"Lower the learning rate{f' from {lr:g} to {lr / 10:g}' if lr else ' by 10x'}.",
+             "Clip gradients (`clipnorm=1.0`) or add a warm-up / decaying schedule.",
+             "Find the largest stable rate with a learning-rate range test."]
+    return Diagnosis("learning_rate_too_high", 0.7, [Alternative("exploding_gradients", 0.2)],
+                     evidence=evidence, fixes=fixes)
+
+
+def _learning_rate_value(model: Any) -> float | None:
+    try:
+        return float(np.asarray(model.optimizer.learning_rate))
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _input_scale(facts: Facts) -> Diagnosis | None:
+    if facts.batch is None:
+        return None
+    x = _flat_samples(_first_array(facts.batch.x))
+    if x is None:
+        return None
+    peak = float(np.max(np.abs(x)))
+    if peak < 1e3:
+        return None
+    per_sample = np.max(np.abs(x), axis=1)
+    median = float(np.median(per_sample))
+    outliers = np.flatnonzero(per_sample > 100 * max(median, 1e-12)).tolist()
+    if outliers and len(outliers) <= max(1, len(per_sample) // 10):
+        return Diagnosis("input_outlier", 0.6, [Alternative("unscaled_input", 0.3)], samples=outliers,
+                         evidence=[f"sample(s) {_listed(outliers)} reach |x| = {peak:.3g} while the "
+                                   f"median sample peaks at {median:.3g}"],
+                         fixes=["Find and fix or drop those records; clip or winsorize the inputs."])
+    return Diagnosis("unscaled_input", 0.6, [Alternative("learning_rate_too_high", 0.2)],
+                     evidence=[f"inputs reach |x| = {peak:.3g}; a typical sample peaks at {median:.3g}"],
+                     fixes=["Scale the inputs: `keras.layers.Normalization()` adapted on the data, or "
+                            "`x = (x - x.mean(0)) / (x.std(0) + 1e-8)`; for pixels `x / 255.0`."])
+
+
+# -- replay ---------------------------------------------------------------------------------------
+
+
+def _replay(facts: Facts) -> Diagnosis | None:
+    from nanguard.diagnose.replay import first_nonfinite_layer
+
+    if facts.batch is None or facts.model is None:
+        return None
+    found = first_nonfinite_layer(facts.model, facts.batch.x)
+    if found is None:
+        return None
+    layer, samples, detail = found
+    return Diagnosis(
+        "unstable_op",
+        0.6,
+        [Alternative("unknown", 0.2)],
+        layer=layer,
+        samples=samples,
+        evidence=[f"replaying the batch on the pre-step weights: layer '{layer}' outputs non-finite "
+                  f"values while its inputs are finite ({detail})"],
+        fixes=[f"Make '{layer}' numerically safe: clip before exp/log/division, add an epsilon "
+               "(`ops.log(ops.clip(p, 1e-7, 1.0))`, `x / (d + 1e-8)`), or use the stable built-in op."],
+    )
+
+
+def _unknown(facts: Facts) -> Diagnosis:
+    parts = []
+    if facts.flags & st.LOSS_NONFINITE:
+        parts.append("the loss")
+    if facts.flags & st.GRAD_NONFINITE:
+        parts.append("gradients")
+    if facts.flags & st.WEIGHT_NONFINITE:
+        parts.append("the updated weights")
+    seen = " and ".join(parts) or "the step"
+    return Diagnosis(
+        "unknown",
+        0.2,
+        evidence=[f"{seen} became non-finite; the inputs and targets of the batch were finite"
+                  if facts.batch is not None else f"{seen} became non-finite"],
+        fixes=["Lower the learning rate and clip gradients (`clipnorm=1.0`) as a first remedy."],
+    )

@@ -1,0 +1,187 @@
+"""``nanguard.Guard``: the Keras callback that guards ``fit``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import keras
+import numpy as np
+
+from nanguard.contract import POLICIES, Incident, Report, Run
+from nanguard.guard.capture import BatchCapture
+from nanguard.guard.fit_patch import FitPatch
+from nanguard.guard.recorder import RunRecorder
+from nanguard.probe.apply import StepProbe
+from nanguard.probe.state import Limits
+from nanguard.probe.trace import install_tape_hook
+
+
+class Guard(keras.callbacks.Callback):
+    """Step-exact NaN guard for ``model.fit``.
+
+    Every step checks, in graph, that the loss, each gradient and each updated weight is finite,
+    and applies the update only if so: a NaN never reaches the weights. On the first bad step the
+    offending batch is replayed and diagnosed; then, by ``policy``:
+
+    - ``"stop"`` (default): training stops; the weights are those from before that step.
+    - ``"skip"``: the bad batch is skipped and training goes on, until ``max_consecutive`` bad
+      steps in a row or ``max_total`` in all, then it stops.
+
+    Example:
+
+    ```python
+    guard = nanguard.Guard()
+    model.fit(x, y, callbacks=[guard])
+    print(guard.report.to_json())
+    ```
+    """
+
+    def __init__(
+        self,
+        policy: str = "stop",
+        *,
+        max_consecutive: int = 10,
+        max_total: int = 100,
+        history_size: int = 20_000,
+        ratio_every: int = 25,
+        verbose: bool = True,
+        report: Report | None = None,
+    ) -> None:
+        super().__init__()
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}; got {policy!r}")
+        if policy == "heal":
+            raise ValueError("policy 'heal' is not available in this version; use 'stop' or 'skip'")
+        self.policy = policy
+        self.limits = Limits(max_consecutive=max_consecutive, max_total=max_total)
+        self.history_size = history_size
+        self.ratio_every = ratio_every
+        self.verbose = verbose
+        self.report = report if report is not None else Report()
+        self._patch: FitPatch | None = None
+        self._recorder: RunRecorder | None = None
+        self._training = False
+
+    # -- wiring: fit builds its train function right after set_model, before on_train_begin --
+
+    def set_model(self, model: keras.Model) -> None:
+        super().set_model(model)
+        if self._patch is not None and self._patch.model is model:
+            self._patch.install()
+            return
+        if self._patch is not None:
+            self._patch.restore()
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is None:
+            self._patch = None
+            return
+        install_tape_hook()
+        probe = StepProbe(optimizer, self.policy, self.limits, ratio_every=self.ratio_every)
+        self._patch = FitPatch(model, probe, BatchCapture())
+        self._patch.install()
+
+    def on_test_begin(self, logs: Any = None) -> None:
+        # set_model also runs for evaluate()/predict(); outside training leave the model alone.
+        if not self._training and self._patch is not None:
+            self._patch.restore()
+
+    on_predict_begin = on_test_begin
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        patch = self._patch
+        if patch is None:
+            return
+        patch.install()
+        model = self.model
+        if not patch.probe.prepare(model.trainable_variables):
+            patch.restore()
+            self._patch = None
+            return
+        patch.capture.prepare()
+        self._training = True
+        run = Run(kind="fit", model=model.name, policy=self.policy)
+        self.report.runs.append(run)
+        self._recorder = RunRecorder(
+            run,
+            patch.probe,
+            patch.capture,
+            model,
+            history_size=self.history_size,
+            on_incident=self._announce if self.verbose else None,
+        )
+        self._wrap_train_function()
+
+    def _wrap_train_function(self) -> None:
+        """Record an exception raised inside a step (and undo the patches) before it propagates."""
+        model, recorder = self.model, self._recorder
+        original = model.train_function
+        if original is None or recorder is None:
+            return
+
+        def train_function(iterator: Any) -> Any:
+            try:
+                return original(iterator)
+            except (StopIteration, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                import tensorflow as tf
+
+                if isinstance(exc, tf.errors.OutOfRangeError):
+                    raise
+                self._crashed(exc)
+                raise
+
+        model.train_function = train_function
+
+    def _crashed(self, exc: BaseException) -> None:
+        recorder = self._recorder
+        if recorder is None:
+            return
+        try:
+            recorder.crash(exc)
+            recorder.finish()
+        finally:
+            self._end()
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        if self._recorder is not None:
+            self._recorder.begin_epoch(epoch)
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        recorder = self._recorder
+        if recorder is None:
+            return
+        recorder.poll()
+        if recorder.halted:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if self._recorder is not None and logs and "loss" in logs:
+            self._recorder.run.epoch_losses.append(float(np.asarray(logs["loss"])))
+
+    def on_train_end(self, logs: Any = None) -> None:
+        recorder = self._recorder
+        if recorder is None:
+            return
+        try:
+            run = recorder.finish()
+            if self.verbose:
+                from nanguard.render.terminal import print_run_summary
+
+                print_run_summary(run)
+        finally:
+            self._end()
+
+    def _end(self) -> None:
+        self._training = False
+        self._recorder = None
+        if self._patch is not None:
+            self._patch.restore()
+
+    def _announce(self, run: Run, incident: Incident) -> None:
+        if run.incidents and incident is not run.incidents[0] and incident.action == "skipped":
+            return  # one card per run is enough; the rest are in the report
+        from nanguard.render.terminal import print_incident
+
+        print_incident(run, incident, file=sys.stderr)

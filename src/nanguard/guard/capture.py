@@ -1,0 +1,80 @@
+"""Keep the offending batch for diagnosis, at no cost on healthy steps.
+
+The batch is serialized (``tf.io.serialize_tensor``) into one string vector inside a ``tf.cond``
+that only runs on a bad step whose capture slot is free. A string vector of varying length needs
+no shape of its own, so batches of any structure, dtype and size fit; it is written outside the
+XLA cluster (see :mod:`nanguard.guard.fit_patch`) because XLA cannot resize variables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+@dataclass
+class CapturedBatch:
+    step: int
+    replica: int
+    x: Any
+    y: Any
+    sample_weight: Any
+
+
+class BatchCapture:
+    def __init__(self) -> None:
+        self.var: tf.Variable | None = None
+        self.held: tf.Variable | None = None  # step of the held batch, -1 when the slot is free
+        self._structure: Any = None
+        self._dtypes: list[tf.DType | None] = []
+
+    def prepare(self) -> None:
+        if self.var is None:
+            with tf.init_scope():
+                self.var = tf.Variable(
+                    tf.zeros([0], tf.string), shape=[None], trainable=False, name="nanguard_batch"
+                )
+                self.held = tf.Variable(tf.constant(-1, tf.int64), trainable=False, name="nanguard_held")
+
+    def store(self, data: Any, bad: tf.Tensor, step: tf.Tensor) -> None:
+        """Trace-time: write ``data`` when ``bad`` and nothing unread is held."""
+        assert self.var is not None and self.held is not None
+        flat = tf.nest.flatten(data)
+        self._structure = tf.nest.map_structure(lambda _: 0, data)
+        self._dtypes = [t.dtype if isinstance(t, tf.Tensor) else None for t in flat]
+        replica = tf.distribute.get_replica_context()
+        replica_id = replica.replica_id_in_sync_group if replica is not None else 0
+        var, held = self.var, self.held
+
+        def write() -> None:
+            held.assign(tf.cast(step, tf.int64))
+            parts = [tf.io.serialize_tensor(tf.cast(replica_id, tf.int64))]
+            parts += [
+                tf.io.serialize_tensor(t if isinstance(t, tf.Tensor) else tf.zeros([0]))
+                for t in flat
+            ]
+            var.assign(tf.stack(parts))
+
+        tf.cond(bad & (held < 0), write, lambda: None)
+
+    def take(self) -> CapturedBatch | None:
+        """Host: the held batch as numpy (or None), freeing the slot for the next one."""
+        if self.held is None:
+            return None
+        step = int(self.held.numpy())
+        if step < 0:
+            return None
+        parts = self.var.numpy()
+        self.held.assign(-1)
+        replica = int(tf.io.parse_tensor(parts[0], tf.int64))
+        values = [
+            None if dtype is None else np.asarray(tf.io.parse_tensor(raw, dtype))
+            for raw, dtype in zip(parts[1:], self._dtypes, strict=True)
+        ]
+        data = tf.nest.pack_sequence_as(self._structure, values)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        return CapturedBatch(step, replica, x, y, sample_weight)

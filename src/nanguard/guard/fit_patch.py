@@ -1,0 +1,105 @@
+"""Route one model's ``fit`` through the guard, and undo it afterwards.
+
+Three instance attributes are set for the duration of a training run (and removed after it, so
+a later unguarded ``fit`` rebuilds Keras' own train function):
+
+- ``train_step``: opens the trace context, runs the model's own ``train_step`` and stores the
+  batch when the step was bad. With ``jit_compile=True`` the model's step (and the guard's
+  probes) still run under XLA, in an inner ``tf.function``; only the batch capture runs outside.
+- ``compute_loss``: for sparse categorical losses, checks labels against the output units in
+  graph *before* the loss op, which would raise on CPU and silently give NaN on GPU/XLA.
+- the optimizer's ``apply`` (see :class:`~nanguard.probe.apply.StepProbe`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from nanguard.guard.capture import BatchCapture
+from nanguard.probe import trace
+from nanguard.probe.apply import StepProbe
+
+
+def sparse_label_loss(model: keras.Model) -> tuple[bool, int | None]:
+    """Whether the compiled loss takes integer class labels, and its ``ignore_class``."""
+    loss = getattr(model, "loss", None)
+    if isinstance(loss, str):
+        return loss in ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"), None
+    if isinstance(loss, keras.losses.Loss) and hasattr(loss, "fn"):  # SparseCategoricalCrossentropy
+        ignore = getattr(loss, "_fn_kwargs", {}).get("ignore_class")
+        return loss.fn is keras.losses.sparse_categorical_crossentropy, ignore
+    return loss is keras.losses.sparse_categorical_crossentropy, None
+
+
+def check_labels(y: tf.Tensor, y_pred: tf.Tensor, ignore_class: int | None) -> tuple[Any, Any]:
+    """(labels made safe for the loss op, whether any was outside ``[0, units)``)."""
+    units = tf.cast(tf.shape(y_pred)[-1], tf.int64)
+    finite = tf.math.is_finite(y) if y.dtype.is_floating else tf.ones_like(y, tf.bool)
+    labels = tf.cast(tf.where(finite, y, tf.zeros_like(y)), tf.int64)
+    outside = (labels < 0) | (labels >= units) | ~finite
+    if ignore_class is not None:
+        outside = outside & tf.not_equal(labels, ignore_class)
+    safe = tf.where(outside, tf.zeros_like(y), y)
+    return safe, tf.reduce_any(outside)
+
+
+class FitPatch:
+    def __init__(self, model: keras.Model, probe: StepProbe, capture: BatchCapture) -> None:
+        self.model = model
+        self.probe = probe
+        self.capture = capture
+        self.installed = False
+
+    def install(self) -> None:
+        if self.installed:
+            return
+        model = self.model
+        self._jit = bool(model.jit_compile) and not model.run_eagerly
+        self._original_step = model.train_step
+        self._original_compute_loss = model.compute_loss
+        self._sparse, self._ignore_class = sparse_label_loss(model)
+        model.train_step = self._train_step
+        model.compute_loss = self._compute_loss
+        self._inner = None
+        if self._jit:
+            self._inner = tf.function(self._inner_step, jit_compile=True, reduce_retracing=True)
+            model.jit_compile = False
+        self.probe.attach()
+        model.train_function = None
+        self.installed = True
+
+    def restore(self) -> None:
+        if not self.installed:
+            return
+        model = self.model
+        for attr in ("train_step", "compute_loss"):
+            model.__dict__.pop(attr, None)
+        if self._jit:
+            model.jit_compile = True
+        self.probe.detach()
+        model.train_function = None
+        self.installed = False
+
+    def _train_step(self, data: Any) -> Any:
+        with trace.step_context() as ctx:
+            if self._inner is not None:
+                logs, exports = self._inner(data)
+            else:
+                logs, exports = self._original_step(data), ctx.exports
+        if exports:
+            self.capture.store(data, exports["bad"], exports["step"])
+        return logs
+
+    def _inner_step(self, data: Any) -> tuple[Any, dict[str, Any]]:
+        logs = self._original_step(data)
+        ctx = trace.current_step()
+        return logs, dict(ctx.exports) if ctx is not None else {}
+
+    def _compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, **kwargs: Any) -> Any:
+        ctx = trace.current_step()
+        if ctx is not None and self._sparse and isinstance(y, tf.Tensor) and isinstance(y_pred, tf.Tensor):
+            y, ctx.label_bad = check_labels(y, y_pred, self._ignore_class)
+        return self._original_compute_loss(x, y, y_pred, sample_weight, **kwargs)

@@ -1,0 +1,180 @@
+"""Host-side bookkeeping of one guarded run, shared by ``fit`` and hand-written loops.
+
+``poll()`` costs one small device read; it turns new bad steps into incidents (diagnosed on the
+spot, while the pre-step weights are still in memory) and drains the probe's ring buffer into
+the bounded :class:`History` before the ring wraps.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from nanguard.contract import Incident, Run
+from nanguard.diagnose import triage
+from nanguard.guard.capture import BatchCapture
+from nanguard.guard.history import History
+from nanguard.probe import state as st
+from nanguard.probe.apply import StepProbe
+
+MAX_DIAGNOSED = 10  # full diagnoses per run; a NaN storm beyond that is reported from its flags
+
+
+class RunRecorder:
+    def __init__(
+        self,
+        run: Run,
+        probe: StepProbe,
+        capture: BatchCapture | None,
+        model: Any,
+        *,
+        history_size: int,
+        on_incident: Callable[[Run, Incident], None] | None = None,
+    ) -> None:
+        assert probe.state is not None
+        self.run = run
+        self.probe = probe
+        self.state = probe.state
+        self.capture = capture
+        self.model = model
+        self.on_incident = on_incident
+        status = self.state.read_status()
+        self.start = int(status[st.STEP])
+        self.seen_bad = int(status[st.TOTAL_BAD])
+        self.drained = self.start
+        self.status = status
+        self.history = History(probe.variable_names, history_size)
+        self.epochs: list[tuple[int, int]] = []  # (epoch, first global step)
+        self.diagnosed = 0
+
+    # -- polling -------------------------------------------------------------------------------
+
+    def poll(self) -> np.ndarray:
+        status = self.status = self.state.read_status()
+        step = int(status[st.STEP])
+        if int(status[st.TOTAL_BAD]) > self.seen_bad:
+            self.drain(step)
+            self._incidents(status)
+        elif step - self.drained >= self.state.ring // 2:
+            self.drain(step)
+        return status
+
+    @property
+    def halted(self) -> bool:
+        return bool(self.status[st.HALTED])
+
+    @property
+    def steps(self) -> int:
+        return int(self.status[st.STEP]) - self.start
+
+    def drain(self, upto: int) -> None:
+        if upto > self.drained:
+            self.history.extend(self.state.read_rows(self.drained, upto))
+            self.drained = upto
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.status = self.state.read_status()
+        self.epochs.append((epoch, int(self.status[st.STEP])))
+
+    def place(self, global_step: int) -> tuple[int | None, int | None]:
+        """(epoch, batch within the epoch) of a global step, when epochs are known."""
+        for epoch, first in reversed(self.epochs):
+            if global_step >= first:
+                return epoch, global_step - first
+        return None, None
+
+    # -- incidents -----------------------------------------------------------------------------
+
+    def _incidents(self, status: np.ndarray) -> None:
+        total = int(status[st.TOTAL_BAD])
+        bad = self.state.read_bad(self.seen_bad, total)
+        self.seen_bad = total
+        batch = self.capture.take() if self.capture is not None else None
+        for i, (global_step, flags) in enumerate(bad):
+            held = batch if batch is not None and batch.step == global_step else None
+            last = i == len(bad) - 1
+            action = "stopped" if last and self.halted else "skipped"
+            self._add(global_step, flags, held, None, action)
+
+    def crash(self, error: BaseException) -> None:
+        """Training raised inside a step: record it as an incident with what is known."""
+        self.status = self.state.read_status()
+        global_step = int(self.status[st.STEP])
+        self.drain(global_step)
+        batch = self.capture.take() if self.capture is not None else None
+        self._add(global_step, 0, batch, error, "stopped")
+        self.run.status = "crashed"
+
+    def _add(self, global_step: int, flags: int, batch: Any, error: BaseException | None, action: str) -> None:
+        began = time.perf_counter()
+        facts = triage.Facts(
+            step=global_step - self.start,
+            flags=flags,
+            batch=batch,
+            history=self.history.before(global_step),
+            variable_names=self.probe.variable_names,
+            model=self.model,
+            error=error,
+        )
+        if self.diagnosed < MAX_DIAGNOSED:
+            self.diagnosed += 1
+            try:
+                found = triage.diagnose(facts)
+            except Exception as exc:  # the guard must never break the run it protects
+                print(f"nanguard: diagnosis failed ({type(exc).__name__}: {exc})", file=sys.stderr)
+                found = triage.Diagnosis(evidence=[f"diagnosis failed: {exc}"])
+        else:
+            found = triage.Diagnosis(evidence=["not diagnosed: too many incidents in this run"])
+        epoch, batch_index = self.place(global_step)
+        incident = Incident(
+            step=global_step - self.start,
+            epoch=epoch,
+            batch=batch_index,
+            symptom=triage.symptom(flags, error),
+            root_cause=found.root_cause,
+            confidence=round(found.confidence, 2),
+            alternatives=found.alternatives,
+            layer=found.layer,
+            op=found.op,
+            samples=found.samples,
+            dataset_indices=None,
+            features=found.features,
+            evidence=found.evidence + self._step_evidence(global_step, flags),
+            fixes=found.fixes,
+            action=action,
+            diagnosis_seconds=round(time.perf_counter() - began, 3),
+        )
+        self.run.incidents.append(incident)
+        if self.on_incident is not None:
+            self.on_incident(self.run, incident)
+
+    def _step_evidence(self, global_step: int, flags: int) -> list[str]:
+        row = self.history.at(global_step)
+        if row is None or not flags:
+            return []
+        names = self.probe.variable_names
+        grads = row["grad_norms"]
+        bad = [names[i] for i in np.flatnonzero(~np.isfinite(grads))]
+        facts = []
+        if flags & st.LOSS_NONFINITE:
+            facts.append(f"loss at this step: {float(row['loss']):g}")
+        if bad:
+            facts.append(f"non-finite gradient in {len(bad)} of {len(names)} variables: {', '.join(bad[:5])}"
+                         + (" ..." if len(bad) > 5 else ""))
+        return facts
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def finish(self) -> Run:
+        self.status = self.state.read_status()
+        self.drain(int(self.status[st.STEP]))
+        if int(self.status[st.TOTAL_BAD]) > self.seen_bad:
+            self._incidents(self.status)
+        self.run.steps = self.steps
+        if self.run.status != "crashed" and self.halted:
+            self.run.status = "stopped"
+        return self.run

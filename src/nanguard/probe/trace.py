@@ -1,0 +1,102 @@
+"""Trace-time bookkeeping that ties a training step's loss and batch to its optimizer update.
+
+The guard decides in graph, inside ``optimizer.apply``, whether a step may update the weights.
+At that point the optimizer sees the gradients but not the loss they came from, nor the batch.
+Both are recorded here while the step is traced (or run eagerly):
+
+- ``GradientTape.gradient`` is wrapped once per process to remember its target (the loss);
+- the guarded ``train_step`` of ``fit`` opens a :class:`StepContext` that holds the label check
+  and receives what ``apply`` exports (the local "this step is bad" flag) for batch capture.
+
+Only Python references to symbolic (or eager) tensors are kept; nothing runs per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import tensorflow as tf
+
+_local = threading.local()
+
+
+@dataclass
+class StepContext:
+    """What one traced ``train_step`` knows beyond the optimizer's view."""
+
+    label_bad: Any = None  # scalar bool tensor: a sparse label outside [0, num_classes)
+    exports: dict[str, Any] = field(default_factory=dict)
+
+
+def _graph_key() -> object:
+    return "eager" if tf.executing_eagerly() else tf.compat.v1.get_default_graph()
+
+
+def _record_target(target: Any) -> None:
+    tensors = [t for t in tf.nest.flatten(target) if isinstance(t, tf.Tensor | tf.Variable)]
+    if tensors:
+        _local.last_target = (_graph_key(), tensors)
+
+
+def take_loss() -> list[Any] | None:
+    """The tensors last differentiated in the current graph (the step's loss), if any."""
+    recorded = getattr(_local, "last_target", None)
+    if recorded is None or recorded[0] is not _graph_key():
+        return None
+    _local.last_target = None
+    return recorded[1]
+
+
+def install_tape_hook() -> None:
+    """Wrap ``tf.GradientTape.gradient`` (idempotent) so the guard can see each step's loss."""
+    tape_cls = tf.GradientTape
+    if getattr(tape_cls.gradient, "_nanguard", False):
+        return
+    original = tape_cls.gradient
+
+    def gradient(self: Any, target: Any, sources: Any, *args: Any, **kwargs: Any) -> Any:
+        _record_target(target)
+        return original(self, target, sources, *args, **kwargs)
+
+    gradient._nanguard = True  # type: ignore[attr-defined]
+    gradient.__wrapped__ = original  # type: ignore[attr-defined]
+    gradient.__doc__ = original.__doc__
+    tape_cls.gradient = gradient
+
+
+def current_step() -> StepContext | None:
+    stack = getattr(_local, "steps", None)
+    return stack[-1] if stack else None
+
+
+@contextlib.contextmanager
+def step_context() -> Iterator[StepContext]:
+    stack = getattr(_local, "steps", None)
+    if stack is None:
+        stack = _local.steps = []
+    ctx = StepContext()
+    stack.append(ctx)
+    try:
+        yield ctx
+    finally:
+        stack.pop()
+
+
+@contextlib.contextmanager
+def inside_guard() -> Iterator[bool]:
+    """Mark a guarded ``apply`` in progress; yields whether one already was (nested optimizers)."""
+    was = getattr(_local, "inside", False)
+    _local.inside = True
+    try:
+        yield was
+    finally:
+        _local.inside = was
+
+
+def inside() -> bool:
+    """Whether a guarded ``apply`` is being traced or run on this thread right now."""
+    return bool(getattr(_local, "inside", False))

@@ -1,0 +1,88 @@
+"""Terminal output: an incident card read in five seconds, and one summary line per run.
+
+The card answers, top to bottom: what happened and when, what caused it, where (layer, op,
+samples), the evidence, and what to do first.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import IO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from nanguard.contract import Incident, Report, Run
+
+_SYMPTOM = {
+    "nonfinite_loss": "the loss became non-finite",
+    "nonfinite_gradient": "a gradient became non-finite",
+    "nonfinite_weights": "the updated weights became non-finite",
+    "error": "training raised an error",
+}
+_ACTION = {
+    "stopped": "training stopped; the weights are the last finite ones",
+    "skipped": "the batch was skipped; training went on",
+    "none": "no action",
+}
+
+
+def _console(file: IO[str] | None) -> Console:
+    return Console(file=file or sys.stderr, highlight=False, soft_wrap=False)
+
+
+def _where(incident: Incident) -> str:
+    if incident.epoch is not None:
+        return f"step {incident.step} (epoch {incident.epoch}, batch {incident.batch})"
+    return f"step {incident.step}"
+
+
+def incident_panel(run: Run, incident: Incident) -> Panel:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    grid.add_row("cause", f"[bold red]{incident.root_cause}[/] (confidence {incident.confidence:.0%})")
+    if incident.layer:
+        grid.add_row("layer", escape(incident.layer) + (f", op {escape(incident.op)}" if incident.op else ""))
+    if incident.samples:
+        shown = ", ".join(map(str, incident.samples[:10])) + (" ..." if len(incident.samples) > 10 else "")
+        grid.add_row("samples", f"batch positions {shown}")
+    if incident.dataset_indices:
+        grid.add_row("rows", ", ".join(map(str, incident.dataset_indices[:10])))
+    for i, fact in enumerate(incident.evidence[:4]):
+        grid.add_row("evidence" if i == 0 else "", escape(fact))
+    if incident.fixes:
+        grid.add_row("[green]fix first[/]", f"[green]{escape(incident.fixes[0])}[/]")
+    for fix in incident.fixes[1:3]:
+        grid.add_row("", escape(fix))
+    grid.add_row("action", _ACTION.get(incident.action, incident.action))
+    title = f"nanguard: {_SYMPTOM[incident.symptom]} at {_where(incident)} of {escape(run.model)}"
+    return Panel(grid, title=title, title_align="left", border_style="red")
+
+
+def print_incident(run: Run, incident: Incident, file: IO[str] | None = None) -> None:
+    _console(file).print(incident_panel(run, incident))
+
+
+def summary_line(run: Run) -> str:
+    if not run.incidents:
+        return f"nanguard: {run.model}: {run.steps} steps, no non-finite value ({run.kind})"
+    first = run.incidents[0]
+    return (
+        f"nanguard: {run.model}: {run.status} after {run.steps} steps; "
+        f"{len(run.incidents)} incident(s), first at step {first.step}: {first.root_cause}"
+    )
+
+
+def print_run_summary(run: Run, file: IO[str] | None = None) -> None:
+    _console(file).print(escape(summary_line(run)))
+
+
+def print_report(report: Report, file: IO[str] | None = None, *, cards: bool = True) -> None:
+    console = _console(file)
+    for run in report.runs:
+        if cards and run.incidents:
+            console.print(incident_panel(run, run.incidents[0]))
+        console.print(escape(summary_line(run)))
