@@ -100,7 +100,7 @@ class Incident:
 
 
 @dataclass
-class Warning:  # noqa: A001 - the contract's name for it
+class Warning:
     step: int
     code: str
     layer: str | None
@@ -141,6 +141,11 @@ class Report:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.to_json() + "\n", encoding="utf-8")
         return path
+
+    def save_html(self, path: str | Path) -> Path:
+        from nanguard.render.html import save_html
+
+        return save_html(self, path)
 
     @property
     def incidents(self) -> list[Incident]:

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from nanguard.contract import Alternative
-from nanguard.guard.capture import CapturedBatch
 from nanguard.probe import state as st
+from nanguard.probe.capture import CapturedBatch
 
 MAX_LISTED = 10
 
@@ -147,7 +147,6 @@ def _nonfinite_data(facts: Facts) -> Diagnosis | None:
             "x, y = x[keep], y[keep]`",
             "Check the preprocessing that produced them: a division by a zero std or count "
             "(use `(x - mean) / (std + 1e-8)`), log of 0, or a failed parse.",
-            "Audit the whole dataset before training: `nanguard audit DATA`.",
         ]
         return Diagnosis(cause, 0.97, [], None, None, samples, features if which == "inputs" else None, evidence, fixes)
     return None
@@ -310,12 +309,12 @@ def _learning_rate(facts: Facts) -> Diagnosis | None:
     last = float(losses[-1])
     measured = ratios[np.isfinite(ratios).all(axis=1)] if ratios is not None and len(ratios) else np.zeros((0, 0))
     big_updates = measured.size and float(np.nanmax(measured)) > 0.1
-    if not (last > 10 * max(best, 1e-12) and (big_updates or len(norms) and norms[-1] > 10 * np.median(norms))):
+    if not (last > 10 * max(best, 1e-12) and (big_updates or (len(norms) and norms[-1] > 10 * np.median(norms)))):
         return None
     evidence = [f"the loss rose from {best:.4g} to {last:.4g} before turning non-finite"]
     if big_updates:
-        evidence.append(f"updates reached {float(np.nanmax(measured)):.2g} of the weights' norm in one step "
-                        "(healthy training stays near 1e-3)")
+        evidence.append(f"one update reached {float(np.nanmax(measured)):.2g}x the norm of the weights it "
+                        "changed (healthy training stays near 1e-3)")
     lr = _learning_rate_value(facts.model)
     fixes = [f"Lower the learning rate{f' from {lr:g} to {lr / 10:g}' if lr else ' by 10x'}.",
              "Clip gradients (`clipnorm=1.0`) or add a warm-up / decaying schedule.",

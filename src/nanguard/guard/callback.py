@@ -9,10 +9,10 @@ import keras
 import numpy as np
 
 from nanguard.contract import POLICIES, Incident, Report, Run
-from nanguard.guard.capture import BatchCapture
 from nanguard.guard.fit_patch import FitPatch
 from nanguard.guard.recorder import RunRecorder
 from nanguard.probe.apply import StepProbe
+from nanguard.probe.capture import BatchCapture
 from nanguard.probe.state import Limits
 from nanguard.probe.trace import install_tape_hook
 
@@ -46,6 +46,7 @@ class Guard(keras.callbacks.Callback):
         history_size: int = 20_000,
         ratio_every: int = 25,
         verbose: bool = True,
+        summary: bool = True,
         report: Report | None = None,
     ) -> None:
         super().__init__()
@@ -58,6 +59,7 @@ class Guard(keras.callbacks.Callback):
         self.history_size = history_size
         self.ratio_every = ratio_every
         self.verbose = verbose
+        self.summary = summary
         self.report = report if report is not None else Report()
         self._patch: FitPatch | None = None
         self._recorder: RunRecorder | None = None
@@ -166,7 +168,7 @@ class Guard(keras.callbacks.Callback):
             return
         try:
             run = recorder.finish()
-            if self.verbose:
+            if self.verbose and self.summary:
                 from nanguard.render.terminal import print_run_summary
 
                 print_run_summary(run)

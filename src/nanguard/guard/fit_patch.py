@@ -18,9 +18,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from nanguard.guard.capture import BatchCapture
 from nanguard.probe import trace
 from nanguard.probe.apply import StepProbe
+from nanguard.probe.capture import BatchCapture
 
 
 def sparse_label_loss(model: keras.Model) -> tuple[bool, int | None]:

@@ -16,10 +16,10 @@ import numpy as np
 
 from nanguard.contract import Incident, Run
 from nanguard.diagnose import triage
-from nanguard.guard.capture import BatchCapture
 from nanguard.guard.history import History
 from nanguard.probe import state as st
 from nanguard.probe.apply import StepProbe
+from nanguard.probe.capture import BatchCapture
 
 MAX_DIAGNOSED = 10  # full diagnoses per run; a NaN storm beyond that is reported from its flags
 
@@ -34,7 +34,9 @@ class RunRecorder:
         *,
         history_size: int,
         on_incident: Callable[[Run, Incident], None] | None = None,
+        start: int | None = None,
     ) -> None:
+        """``start``: the global step the run began at; by default, now."""
         assert probe.state is not None
         self.run = run
         self.probe = probe
@@ -43,8 +45,8 @@ class RunRecorder:
         self.model = model
         self.on_incident = on_incident
         status = self.state.read_status()
-        self.start = int(status[st.STEP])
-        self.seen_bad = int(status[st.TOTAL_BAD])
+        self.start = int(status[st.STEP]) if start is None else start
+        self.seen_bad = int(status[st.TOTAL_BAD]) if start is None else 0
         self.drained = self.start
         self.status = status
         self.history = History(probe.variable_names, history_size)

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from nanguard.probe import state as st
 from nanguard.probe import trace
+from nanguard.probe.capture import BatchCapture
 
 STOP_MESSAGE = "nanguard: training stopped"
 
@@ -89,6 +90,7 @@ class StepProbe:
         ring: int = 1024,
         ratio_every: int = 25,
         raise_on_halt: bool = False,
+        capture: BatchCapture | None = None,
     ) -> None:
         self.optimizer = optimizer
         self.policy = policy
@@ -96,6 +98,7 @@ class StepProbe:
         self.ring = ring
         self.ratio_every = ratio_every
         self.raise_on_halt = raise_on_halt
+        self.capture = capture  # hand-written loops: batch kept from the model/loss call hooks
         self.is_scaler = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         self.state: st.ProbeState | None = None
         self.variable_names: list[str] = []
@@ -126,6 +129,8 @@ class StepProbe:
         if self.state is None:
             with tf.init_scope():
                 self._create_state()
+                if self.capture is not None:
+                    self.capture.prepare()
         return True
 
     def _create_state(self) -> None:
@@ -258,8 +263,13 @@ class StepProbe:
 
         tf.cond(bad, log_bad, lambda: None)
 
+        locally_bad = local[0] + local[1] + local[2] > 0
         if ctx is not None:
-            ctx.exports = {"bad": local[0] + local[1] + local[2] > 0, "step": step}
+            ctx.exports = {"bad": locally_bad, "step": step}
+        elif self.capture is not None and not trace.in_xla():
+            batch = trace.take_batch()
+            if batch is not None:
+                self.capture.store(batch, locally_bad, step)
         if self.raise_on_halt:
             self._raise_if_halted(halt, step)
 
@@ -309,7 +319,7 @@ class StepProbe:
             if bool(halt):
                 raise TrainingStopped(f"{STOP_MESSAGE} at step {int(step)}")
             return
-        tf.debugging.Assert(~halt, [f"{STOP_MESSAGE} at step", step])
+        tf.debugging.Assert(~halt, [tf.strings.format(STOP_MESSAGE + " at step {}", step)])
 
 
 def _instance_apply(optimizer: Any, grads: Any, trainable_variables: Any = None) -> None:
@@ -317,6 +327,7 @@ def _instance_apply(optimizer: Any, grads: Any, trainable_variables: Any = None)
 
 
 _ORIGINAL_APPLY: dict[type, Callable[..., Any]] = {}
+_loop_provider: Callable[[Any], StepProbe | None] | None = None
 
 
 def original_apply(optimizer: Any) -> Callable[..., Any]:
@@ -329,22 +340,25 @@ def original_apply(optimizer: Any) -> Callable[..., Any]:
     raise TypeError(f"{type(optimizer).__name__} has no apply method")
 
 
-def install_class_hook(probe_for: Callable[[Any], StepProbe | None]) -> None:
-    """Guard every Keras optimizer's ``apply`` (hand-written loops, for ``nanguard run``).
+def guard_loops(probe_for: Callable[[Any], StepProbe | None] | None) -> None:
+    """Guard every Keras optimizer's ``apply`` in hand-written loops, or stop doing so (None).
 
     ``probe_for(optimizer)`` returns the probe that guards it, creating one on first use, or None
-    to leave it alone. Optimizers a ``Guard`` already attached to keep their instance wrapper.
+    to leave it alone. Optimizers a ``Guard`` attached to keep their instance wrapper. The class
+    wrappers are installed once per process and pass straight through while no one guards.
     """
+    global _loop_provider
+    _loop_provider = probe_for
     from keras.src.optimizers.base_optimizer import BaseOptimizer
 
     for cls in (BaseOptimizer, keras.optimizers.LossScaleOptimizer):
         if cls in _ORIGINAL_APPLY:
             continue
-        _ORIGINAL_APPLY[cls] = cls.__dict__["apply"]
-        original = _ORIGINAL_APPLY[cls]
+        _ORIGINAL_APPLY[cls] = original = cls.__dict__["apply"]
 
         def apply(self: Any, grads: Any, trainable_variables: Any = None, _orig: Any = original) -> Any:
-            probe = None if trace.inside() else probe_for(self)
+            provider = _loop_provider
+            probe = None if provider is None or trace.inside() else provider(self)
             if probe is None:
                 return _orig(self, grads, trainable_variables)
             return probe.apply(grads, trainable_variables)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import keras
 import tensorflow as tf
 
 _local = threading.local()
@@ -66,6 +67,73 @@ def install_tape_hook() -> None:
     gradient.__wrapped__ = original  # type: ignore[attr-defined]
     gradient.__doc__ = original.__doc__
     tape_cls.gradient = gradient
+
+
+def install_call_hooks() -> None:
+    """Remember the outermost model call's inputs and a Keras loss's targets (hand-written loops).
+
+    A hand-written loop hands the optimizer nothing but gradients; these two hooks let the guard
+    keep the batch that produced them (idempotent; one Python call per model or loss call).
+    """
+    _hook(keras.Model, "__call__", _model_call)
+    _hook(keras.losses.Loss, "__call__", _loss_call)
+
+
+def _hook(cls: type, name: str, make: Any) -> None:
+    original = cls.__dict__.get(name) or getattr(cls, name)
+    if getattr(original, "_nanguard", False):
+        return
+    wrapper = make(original)
+    wrapper._nanguard = True
+    wrapper.__wrapped__ = original
+    wrapper.__doc__ = original.__doc__
+    setattr(cls, name, wrapper)
+
+
+def _model_call(original: Any) -> Any:
+    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+        depth = getattr(_local, "model_depth", 0)
+        if depth == 0:
+            inputs = args[0] if args else kwargs.get("inputs")
+            if inputs is not None:
+                _local.last_inputs = (_graph_key(), inputs)
+        _local.model_depth = depth + 1
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            _local.model_depth = depth
+
+    return __call__
+
+
+def _loss_call(original: Any) -> Any:
+    def __call__(self: Any, y_true: Any, *args: Any, **kwargs: Any) -> Any:
+        _local.last_targets = (_graph_key(), y_true)
+        return original(self, y_true, *args, **kwargs)
+
+    return __call__
+
+
+def take_batch() -> tuple[Any, ...] | None:
+    """(inputs,) or (inputs, targets) last seen in the current graph, for batch capture."""
+    key = _graph_key()
+    inputs = getattr(_local, "last_inputs", None)
+    if inputs is None or inputs[0] is not key:
+        return None
+    targets = getattr(_local, "last_targets", None)
+    _local.last_inputs = _local.last_targets = None
+    return (inputs[1],) if targets is None or targets[0] is not key else (inputs[1], targets[1])
+
+
+def in_xla() -> bool:
+    """Whether the code being traced will be compiled by XLA (which cannot resize variables)."""
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - internal module moved; assume the safe answer
+        return True
+    if tf.executing_eagerly():
+        return False
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
 
 
 def current_step() -> StepContext | None:

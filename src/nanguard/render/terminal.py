@@ -77,7 +77,7 @@ def summary_line(run: Run) -> str:
 
 
 def print_run_summary(run: Run, file: IO[str] | None = None) -> None:
-    _console(file).print(escape(summary_line(run)))
+    _console(file).print(escape(summary_line(run)), soft_wrap=True)
 
 
 def print_report(report: Report, file: IO[str] | None = None, *, cards: bool = True) -> None:
@@ -85,4 +85,4 @@ def print_report(report: Report, file: IO[str] | None = None, *, cards: bool = T
     for run in report.runs:
         if cards and run.incidents:
             console.print(incident_panel(run, run.incidents[0]))
-        console.print(escape(summary_line(run)))
+        console.print(escape(summary_line(run)), soft_wrap=True)

@@ -1,0 +1,127 @@
+"""Guard everything one process trains: every ``fit`` and every hand-written optimizer loop.
+
+Used by ``nanguard run`` (and ``nanguard demo``). ``keras.Model.fit`` gets a :class:`Guard`
+appended to its callbacks (unless the script already passes one); every Keras optimizer's
+``apply`` outside ``fit`` gets a :class:`StepProbe` of its own, which in a hand-written loop
+raises at the step where the guard halts, since no callback can stop that loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Any
+
+import keras
+
+from nanguard.contract import Report, Run
+from nanguard.guard.callback import Guard
+from nanguard.guard.recorder import RunRecorder
+from nanguard.probe.apply import STOP_MESSAGE, StepProbe, TrainingStopped, guard_loops
+from nanguard.probe.capture import BatchCapture
+from nanguard.probe.state import Limits
+from nanguard.probe.trace import install_call_hooks, install_tape_hook
+
+
+def is_guard_stop(exc: BaseException) -> bool:
+    """Whether ``exc`` is the guard halting a hand-written loop (eagerly or in graph)."""
+    return isinstance(exc, TrainingStopped) or STOP_MESSAGE in str(exc)
+
+
+class Session:
+    def __init__(self, policy: str = "stop", *, verbose: bool = True) -> None:
+        self.policy = policy
+        self.verbose = verbose
+        self.report = Report()
+        self.limits = Limits()
+        self._loops: list[tuple[StepProbe, Run]] = []
+        self._original_fit: Any = None
+
+    def install(self) -> None:
+        install_tape_hook()
+        install_call_hooks()
+        guard_loops(self._probe_for)
+        self._original_fit = keras.Model.__dict__.get("fit")
+        inherited = keras.Model.fit
+        parameters = inspect.signature(inherited).parameters
+        session = self
+
+        def fit(model: keras.Model, *args: Any, **kwargs: Any) -> Any:
+            bound = inspect.signature(inherited).bind(model, *args, **kwargs)
+            callbacks = list(bound.arguments.get("callbacks") or [])
+            if not any(isinstance(c, Guard) for c in callbacks):
+                callbacks.append(
+                    Guard(session.policy, report=session.report, verbose=session.verbose, summary=False)
+                )
+            bound.arguments["callbacks"] = callbacks
+            return inherited(*bound.args, **bound.kwargs)
+
+        assert "callbacks" in parameters
+        fit.__doc__ = inherited.__doc__
+        keras.Model.fit = fit
+
+    def uninstall(self) -> None:
+        guard_loops(None)
+        if self._original_fit is not None:
+            keras.Model.fit = self._original_fit
+        elif "fit" in keras.Model.__dict__:
+            del keras.Model.fit
+
+    def _probe_for(self, optimizer: Any) -> StepProbe | None:
+        for probe, _ in self._loops:
+            if probe.optimizer is optimizer:
+                return probe
+        probe = StepProbe(
+            optimizer, self.policy, self.limits, raise_on_halt=True, capture=BatchCapture()
+        )
+        self._loops.append((probe, Run(kind="custom_loop", model="", policy=self.policy)))
+        return probe
+
+    def finish(self, error: BaseException | None = None) -> Report:
+        """Turn what the hand-written loops recorded into runs; record a crash if there was one."""
+        stopped = error is not None and is_guard_stop(error)
+        crash = error if error is not None and not stopped and _training_error(error) else None
+        for probe, run in self._loops:
+            if probe.state is None:
+                continue
+            run.model = _model_name(probe.variable_names)
+            recorder = RunRecorder(run, probe, probe.capture, None, history_size=20_000, start=0)
+            if crash is not None:
+                recorder.crash(crash)
+                crash = None
+            recorder.finish()
+            self.report.runs.append(run)
+        loop_runs = [run for probe, run in self._loops if probe.state is not None]
+        if crash is not None and not any(r.status == "crashed" for r in self.report.runs):
+            loop_runs.append(_crash_run(crash, self.policy))
+            self.report.runs.append(loop_runs[-1])
+        if self.verbose:
+            from nanguard.render.terminal import print_incident
+
+            for run in loop_runs:
+                if run.incidents:
+                    print_incident(run, run.incidents[0], file=sys.stderr)
+        return self.report
+
+
+def _training_error(error: BaseException) -> bool:
+    import tensorflow as tf
+
+    return isinstance(error, tf.errors.OpError)
+
+
+def _crash_run(error: BaseException, policy: str) -> Run:
+    from nanguard.contract import Incident
+    from nanguard.diagnose import triage
+
+    found = triage.diagnose(triage.Facts(step=0, flags=0, batch=None, history={}, variable_names=[], error=error))
+    incident = Incident(
+        step=0, epoch=None, batch=None, symptom="error", root_cause=found.root_cause,
+        confidence=found.confidence, alternatives=found.alternatives, evidence=found.evidence,
+        fixes=found.fixes, action="stopped",
+    )
+    return Run(kind="custom_loop", model="", policy=policy, status="crashed", incidents=[incident])
+
+
+def _model_name(variable_names: list[str]) -> str:
+    return variable_names[0].split("/")[0] if variable_names and "/" in variable_names[0] else "model"
