@@ -1,4 +1,7 @@
-"""The ``nanguard`` command line (CONTRACT.md §1). Imports TensorFlow only for commands that train."""
+"""The ``nanguard`` command line (CONTRACT.md §1).
+
+Imports TensorFlow only for the commands that train, so ``nanguard --help`` stays instant.
+"""
 
 from __future__ import annotations
 
@@ -21,10 +24,14 @@ def _parser() -> argparse.ArgumentParser:
         help="run a training script, guarding every fit and hand-written loop",
         description="Runs SCRIPT ARGS... exactly as `python SCRIPT ARGS...` would, guarded.",
     )
-    run.add_argument("--policy", choices=POLICIES, default="stop", help="what to do on a NaN (default: stop)")
+    run.add_argument(
+        "--policy", choices=POLICIES, default="stop", help="what to do on a NaN (default: stop)"
+    )
     run.add_argument("--report", metavar="DIR", help="write report.json and report.html to DIR")
     run.add_argument("--json", metavar="FILE", help="write the JSON report to FILE")
-    run.add_argument("--quiet", action="store_true", help="print nothing but what the script prints")
+    run.add_argument(
+        "--quiet", action="store_true", help="print nothing but what the script prints"
+    )
     run.add_argument("script", metavar="SCRIPT")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
 
@@ -35,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--json", metavar="FILE", help="write the JSON report to FILE")
     demo.add_argument("--report", metavar="DIR", help="write report.json and report.html to DIR")
-    demo.add_argument("--only", metavar="NAME", action="append", help="run only this scenario (repeatable)")
+    demo.add_argument(
+        "--only", metavar="NAME", action="append", help="run only this scenario (repeatable)"
+    )
     demo.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return parser
 
@@ -47,17 +56,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             if args.policy == "heal":
-                raise UsageError("nanguard run: --policy heal is not available in this version; use stop or skip")
+                raise UsageError(
+                    "nanguard run: --policy heal is not available in this version; use stop or skip"
+                )
             from nanguard.runscript import run_script
 
             return run_script(
-                args.script, args.args, policy=args.policy, json_path=args.json,
-                report_dir=args.report, quiet=args.quiet,
+                args.script,
+                args.args,
+                policy=args.policy,
+                json_path=args.json,
+                report_dir=args.report,
+                quiet=args.quiet,
             )
         if args.command == "demo":
             from nanguard.demo import run_demo
 
-            return run_demo(only=args.only, list_only=args.list, json_path=args.json, report_dir=args.report)
+            return run_demo(
+                only=args.only, list_only=args.list, json_path=args.json, report_dir=args.report
+            )
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 2

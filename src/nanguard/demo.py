@@ -36,12 +36,15 @@ def corrupt_image() -> None:
     x = rng.random((9000, 12, 12, 1), dtype=np.float32)
     y = (x.mean(axis=(1, 2, 3)) > 0.5).astype("int32")
     x[6173, 4, 7, 0] = np.nan  # one unreadable pixel in one record
-    model = keras.Sequential([
-        keras.Input((12, 12, 1)),
-        keras.layers.Conv2D(8, 3, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(2, activation="softmax"),
-    ], name="image_classifier")
+    model = keras.Sequential(
+        [
+            keras.Input((12, 12, 1)),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2, activation="softmax"),
+        ],
+        name="image_classifier",
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
 
@@ -53,8 +56,10 @@ def zero_std() -> None:
     raw[:, 4] = 3.0  # a constant column
     x = (raw - raw.mean(axis=0)) / raw.std(axis=0)  # 0/0 -> NaN in column 4
     y = raw[:, :2].sum(axis=1, keepdims=True) / 100.0
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dense(1)], name="regressor")
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)],
+        name="regressor",
+    )
     model.compile("adam", "mse")
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
 
@@ -64,8 +69,14 @@ def label_range() -> None:
     rng = np.random.default_rng(2)
     x = rng.normal(size=(1000, 20)).astype("float32")
     y = rng.integers(1, 11, 1000)  # classes numbered 1..10 for a 10-unit output
-    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, activation="relu"),
-                              keras.layers.Dense(10, activation="softmax")], name="classifier")
+    model = keras.Sequential(
+        [
+            keras.Input((20,)),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ],
+        name="classifier",
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
 
@@ -75,8 +86,10 @@ def learning_rate() -> None:
     rng = np.random.default_rng(3)
     x = rng.uniform(0, 255, (9000, 16)).astype("float32")  # raw pixel scale
     y = x @ rng.normal(size=(16, 1)).astype("float32") / 255.0
-    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="relu"),
-                              keras.layers.Dense(1)], name="pixel_regressor")
+    model = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)],
+        name="pixel_regressor",
+    )
     model.compile(keras.optimizers.SGD(learning_rate=0.01), "mse")  # fine on 100 images
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
 
@@ -90,9 +103,15 @@ def gradient_tape_loop() -> None:
     labels = keras.utils.to_categorical(rng.integers(0, 4, 512), 4)
     images[300] = np.inf  # an overflowed record
     dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(32)
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(32, activation="relu"),
-                              keras.layers.Dense(4, activation="softmax")], name="tape_model")
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(4, activation="softmax"),
+        ],
+        name="tape_model",
+    )
     optimizer = keras.optimizers.Adam(learning_rate=0.001)
     loss_fn = keras.losses.CategoricalCrossentropy()
 
@@ -102,7 +121,7 @@ def gradient_tape_loop() -> None:
             predictions = model(images, training=True)
             loss = loss_fn(labels, predictions)
         gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         return loss
 
     for _ in range(2):
@@ -114,8 +133,14 @@ SCENARIOS = [
     Scenario("corrupt-image", "one corrupt record among 9000 images", corrupt_image),
     Scenario("zero-std", "0/0 in hand-written standardization (a constant column)", zero_std),
     Scenario("label-range", "labels 1..10 for a 10-unit softmax", label_range),
-    Scenario("learning-rate", "a learning rate that fit 100 images, on 9000 unscaled ones", learning_rate),
-    Scenario("gradient-tape", "a hand-written GradientTape loop meets an overflowed record", gradient_tape_loop),
+    Scenario(
+        "learning-rate", "a learning rate that fit 100 images, on 9000 unscaled ones", learning_rate
+    ),
+    Scenario(
+        "gradient-tape",
+        "a hand-written GradientTape loop meets an overflowed record",
+        gradient_tape_loop,
+    ),
 ]
 
 

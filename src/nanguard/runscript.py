@@ -1,4 +1,4 @@
-"""``nanguard run SCRIPT ARGS...``: run a script exactly as ``python SCRIPT ARGS...`` would, guarded.
+"""``nanguard run SCRIPT ARGS...``: run a script as ``python SCRIPT ARGS...`` would, guarded.
 
 Same ``sys.argv``, ``__name__ == "__main__"``, the script's folder first on ``sys.path``, and
 its exit code. Its own exceptions keep their traceback (without nanguard's frames); the report
@@ -93,7 +93,7 @@ def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     for line in text.splitlines():
         if STOP_MESSAGE in line:
-            return line[line.index(STOP_MESSAGE):].strip().strip("[]").strip()
+            return line[line.index(STOP_MESSAGE) :].strip().strip("[]").strip()
     return text.splitlines()[0] if text else type(error).__name__
 
 

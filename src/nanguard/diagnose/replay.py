@@ -59,3 +59,37 @@ def first_nonfinite_layer(model: keras.Model, x: Any) -> tuple[str, list[int], s
                 detail += f"; its input peaks at |x| = {_peak(given):.3g}"
             return layer.name, np.flatnonzero(bad).tolist(), detail
     return None
+
+
+def output_activation(model: keras.Model) -> str | None:
+    """Name of the last layer's activation, if it has one."""
+    layer = model.layers[-1] if model.layers else None
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", None)
+
+
+def per_sample_loss(
+    model: keras.Model, x: Any, y: Any
+) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """(loss name, its unreduced values, the predictions) for a single-output compiled loss."""
+    loss = getattr(model, "loss", None)
+    if isinstance(loss, str):
+        loss = keras.losses.get(loss)
+    if loss is None or y is None or isinstance(y, list | tuple | dict):
+        return None
+    y_pred = model(x, training=False)
+    if isinstance(y_pred, list | tuple | dict):
+        return None
+    if isinstance(loss, keras.losses.Loss):
+        name, values = loss.name, loss.call(keras.ops.convert_to_tensor(y), y_pred)
+    elif callable(loss):
+        name, values = (
+            getattr(loss, "__name__", "loss"),
+            loss(keras.ops.convert_to_tensor(y), y_pred),
+        )
+    else:
+        return None
+    as_numpy = np.asarray(keras.ops.convert_to_numpy(values), dtype=np.float64)
+    if as_numpy.ndim > 1:
+        as_numpy = as_numpy.reshape(as_numpy.shape[0], -1).sum(axis=1)
+    return name, as_numpy, np.asarray(keras.ops.convert_to_numpy(y_pred), dtype=np.float64)

@@ -62,6 +62,7 @@ def diagnose(facts: Facts) -> Diagnosis:
         _nonfinite_data,
         _float16,
         _replay,
+        _loss_replay,
         _exploding,
         _learning_rate,
         _input_scale,
@@ -129,7 +130,11 @@ def _nonfinite_data(facts: Facts) -> Diagnosis | None:
     batch = facts.batch
     if batch is None:
         return None
-    for which, value, cause in (("inputs", batch.x, "input_nonfinite"), ("targets", batch.y, "target_nonfinite")):
+    for which, value, cause in (
+        ("inputs", batch.x, "input_nonfinite"),
+        ("targets", batch.y, "target_nonfinite"),
+        ("sample weights", batch.sample_weight, "target_nonfinite"),
+    ):
         samples, features, count, name = _nonfinite_rows(value)
         if not samples:
             continue
@@ -140,15 +145,27 @@ def _nonfinite_data(facts: Facts) -> Diagnosis | None:
             f"flat feature positions within a sample: {_listed(features)}",
             "the model's weights were finite before this step (the guard skipped the update)",
         ]
-        kind = "feature" if which == "inputs" else "target"
+        kind, array = {"inputs": ("feature", "x"), "targets": ("target", "y")}.get(
+            which, ("sample weight", "sample_weight")
+        )
         fixes = [
             f"Drop or repair the records with NaN/Inf {kind}s before training, e.g. "
-            f"`keep = np.isfinite({'x' if which == 'inputs' else 'y'}.reshape(len(x), -1)).all(axis=1); "
+            f"`keep = np.isfinite({array}.reshape(len({array}), -1)).all(axis=1); "
             "x, y = x[keep], y[keep]`",
             "Check the preprocessing that produced them: a division by a zero std or count "
             "(use `(x - mean) / (std + 1e-8)`), log of 0, or a failed parse.",
         ]
-        return Diagnosis(cause, 0.97, [], None, None, samples, features if which == "inputs" else None, evidence, fixes)
+        return Diagnosis(
+            cause,
+            0.97,
+            [],
+            None,
+            None,
+            samples,
+            features if which == "inputs" else None,
+            evidence,
+            fixes,
+        )
     return None
 
 
@@ -157,7 +174,9 @@ def _batch_size(batch: CapturedBatch) -> int:
     return int(first.shape[0]) if first is not None else 0
 
 
-_LABEL_ERROR = re.compile(r"label value of (-?\d+) which is outside the valid range of \[0, (\d+)\)")
+_LABEL_ERROR = re.compile(
+    r"label value of (-?\d+) which is outside the valid range of \[0, (\d+)\)"
+)
 
 
 def _error_message(facts: Facts) -> Diagnosis | None:
@@ -170,21 +189,43 @@ def _error_message(facts: Facts) -> Diagnosis | None:
         return Diagnosis(
             "label_out_of_range",
             0.95,
-            evidence=[f"the loss op raised: label {label} is outside [0, {units}) "
-                      f"(the output layer has {units} units)"],
+            evidence=[
+                f"the loss op raised: label {label} is outside [0, {units}) "
+                f"(the output layer has {units} units)"
+            ],
             fixes=_label_fixes(units, label),
         )
     if facts.batch is not None:
         data = _nonfinite_data(facts)
         if data is not None:
             return data
-    first_line = text.strip().splitlines()[0] if text.strip() else type(facts.error).__name__
+    message, op = error_summary(facts.error)
     return Diagnosis(
         "unknown",
         0.2,
-        evidence=[f"training raised {type(facts.error).__name__}: {first_line[:300]}"],
+        op=op,
+        evidence=[f"training raised {type(facts.error).__name__}: {message[:300]}"],
         fixes=["Read the traceback above; the error was raised inside the training step."],
     )
+
+
+_NODE = re.compile(r"\{\{node ([^}]+)\}\}")
+
+
+def error_summary(error: BaseException) -> tuple[str, str | None]:
+    """The op's own message inside a TensorFlow error (past its Python traceback) and op name."""
+    text = getattr(error, "message", None) or str(error)
+    lines = [line for line in text.splitlines() if line.strip()]
+    message = next(
+        (
+            line.strip()
+            for line in reversed(lines)
+            if not line[:1].isspace() and not line.startswith(("File ", "Graph execution error"))
+        ),
+        lines[0].strip() if lines else type(error).__name__,
+    )
+    node = _NODE.search(text)
+    return message, node.group(1).rsplit("/", 1)[-1] if node else None
 
 
 def _label_fixes(units: int, label: int) -> list[str]:
@@ -202,7 +243,9 @@ def _labels(facts: Facts) -> Diagnosis | None:
     y = _flat_samples(_first_array(facts.batch.y))
     units = _output_units(facts.model)
     if y is None or units is None:
-        return Diagnosis("label_out_of_range", 0.8, evidence=["a label was outside the output's range"])
+        return Diagnosis(
+            "label_out_of_range", 0.8, evidence=["a label was outside the output's range"]
+        )
     labels = y[:, 0] if y.shape[1] == 1 else y.ravel()
     finite = np.isfinite(labels) if labels.dtype.kind == "f" else np.ones(labels.shape, bool)
     outside = ~finite | (labels < 0) | (labels >= units)
@@ -245,8 +288,10 @@ def _float16(facts: Facts) -> Diagnosis | None:
         return None
     evidence = [f"the compute dtype is {policy}; float16 overflows above 65504"]
     if stuck:
-        evidence.append("the LossScaleOptimizer skipped every recent step: the gradients stay "
-                        "non-finite whatever the loss scale")
+        evidence.append(
+            "the LossScaleOptimizer skipped every recent step: the gradients stay "
+            "non-finite whatever the loss scale"
+        )
     return Diagnosis(
         "float16_overflow",
         0.8,
@@ -276,7 +321,7 @@ def _exploding(facts: Facts) -> Diagnosis | None:
     norms, _ = _finite_history(facts)
     if len(norms) < 8:
         return None
-    window = norms[-min(len(norms), 50):]
+    window = norms[-min(len(norms), 50) :]
     early, late = float(np.median(window[: max(3, len(window) // 5)])), float(window[-1])
     rising = float(np.mean(np.diff(window[-10:]) > 0))
     if early <= 0 or late / early < 1e3 or rising < 0.7:
@@ -303,24 +348,40 @@ def _exploding(facts: Facts) -> Diagnosis | None:
 def _learning_rate(facts: Facts) -> Diagnosis | None:
     norms, losses = _finite_history(facts)
     ratios = facts.history.get("update_ratios")
-    if len(losses) < 3:
+    if len(losses) < 2:
         return None
     best = float(np.nanmin(losses))
     last = float(losses[-1])
-    measured = ratios[np.isfinite(ratios).all(axis=1)] if ratios is not None and len(ratios) else np.zeros((0, 0))
+    measured = (
+        ratios[np.isfinite(ratios).all(axis=1)]
+        if ratios is not None and len(ratios)
+        else np.zeros((0, 0))
+    )
     big_updates = measured.size and float(np.nanmax(measured)) > 0.1
-    if not (last > 10 * max(best, 1e-12) and (big_updates or (len(norms) and norms[-1] > 10 * np.median(norms)))):
+    if not (
+        last > 10 * max(best, 1e-12)
+        and (big_updates or (len(norms) and norms[-1] > 10 * np.median(norms)))
+    ):
         return None
     evidence = [f"the loss rose from {best:.4g} to {last:.4g} before turning non-finite"]
     if big_updates:
-        evidence.append(f"one update reached {float(np.nanmax(measured)):.2g}x the norm of the weights it "
-                        "changed (healthy training stays near 1e-3)")
+        evidence.append(
+            f"one update reached {float(np.nanmax(measured)):.2g}x the norm of the weights it "
+            "changed (healthy training stays near 1e-3)"
+        )
     lr = _learning_rate_value(facts.model)
-    fixes = [f"Lower the learning rate{f' from {lr:g} to {lr / 10:g}' if lr else ' by 10x'}.",
-             "Clip gradients (`clipnorm=1.0`) or add a warm-up / decaying schedule.",
-             "Find the largest stable rate with a learning-rate range test."]
-    return Diagnosis("learning_rate_too_high", 0.7, [Alternative("exploding_gradients", 0.2)],
-                     evidence=evidence, fixes=fixes)
+    fixes = [
+        f"Lower the learning rate{f' from {lr:g} to {lr / 10:g}' if lr else ' by 10x'}.",
+        "Clip gradients (`clipnorm=1.0`) or add a warm-up / decaying schedule.",
+        "Find the largest stable rate with a learning-rate range test.",
+    ]
+    return Diagnosis(
+        "learning_rate_too_high",
+        0.7,
+        [Alternative("exploding_gradients", 0.2)],
+        evidence=evidence,
+        fixes=fixes,
+    )
 
 
 def _learning_rate_value(model: Any) -> float | None:
@@ -343,14 +404,27 @@ def _input_scale(facts: Facts) -> Diagnosis | None:
     median = float(np.median(per_sample))
     outliers = np.flatnonzero(per_sample > 100 * max(median, 1e-12)).tolist()
     if outliers and len(outliers) <= max(1, len(per_sample) // 10):
-        return Diagnosis("input_outlier", 0.6, [Alternative("unscaled_input", 0.3)], samples=outliers,
-                         evidence=[f"sample(s) {_listed(outliers)} reach |x| = {peak:.3g} while the "
-                                   f"median sample peaks at {median:.3g}"],
-                         fixes=["Find and fix or drop those records; clip or winsorize the inputs."])
-    return Diagnosis("unscaled_input", 0.6, [Alternative("learning_rate_too_high", 0.2)],
-                     evidence=[f"inputs reach |x| = {peak:.3g}; a typical sample peaks at {median:.3g}"],
-                     fixes=["Scale the inputs: `keras.layers.Normalization()` adapted on the data, or "
-                            "`x = (x - x.mean(0)) / (x.std(0) + 1e-8)`; for pixels `x / 255.0`."])
+        return Diagnosis(
+            "input_outlier",
+            0.6,
+            [Alternative("unscaled_input", 0.3)],
+            samples=outliers,
+            evidence=[
+                f"sample(s) {_listed(outliers)} reach |x| = {peak:.3g} while the "
+                f"median sample peaks at {median:.3g}"
+            ],
+            fixes=["Find and fix or drop those records; clip or winsorize the inputs."],
+        )
+    return Diagnosis(
+        "unscaled_input",
+        0.6,
+        [Alternative("learning_rate_too_high", 0.2)],
+        evidence=[f"inputs reach |x| = {peak:.3g}; a typical sample peaks at {median:.3g}"],
+        fixes=[
+            "Scale the inputs: `keras.layers.Normalization()` adapted on the data, or "
+            "`x = (x - x.mean(0)) / (x.std(0) + 1e-8)`; for pixels `x / 255.0`."
+        ],
+    )
 
 
 # -- replay ---------------------------------------------------------------------------------------
@@ -371,10 +445,73 @@ def _replay(facts: Facts) -> Diagnosis | None:
         [Alternative("unknown", 0.2)],
         layer=layer,
         samples=samples,
-        evidence=[f"replaying the batch on the pre-step weights: layer '{layer}' outputs non-finite "
-                  f"values while its inputs are finite ({detail})"],
-        fixes=[f"Make '{layer}' numerically safe: clip before exp/log/division, add an epsilon "
-               "(`ops.log(ops.clip(p, 1e-7, 1.0))`, `x / (d + 1e-8)`), or use the stable built-in op."],
+        evidence=[
+            f"replaying the batch on the pre-step weights: layer '{layer}' outputs non-finite "
+            f"values while its inputs are finite ({detail})"
+        ],
+        fixes=[
+            f"Make '{layer}' numerically safe: clip before exp/log/division, add an epsilon "
+            "(`ops.log(ops.clip(p, 1e-7, 1.0))`, `x / (d + 1e-8)`), or use the stable built-in op."
+        ],
+    )
+
+
+_CROSS_ENTROPY = ("crossentropy", "poisson", "kl_divergence", "kld")
+
+
+def _loss_replay(facts: Facts) -> Diagnosis | None:
+    """Forward was finite: recompute the loss per sample on the batch and say what breaks it."""
+    from nanguard.diagnose.replay import output_activation, per_sample_loss
+
+    if facts.batch is None or facts.model is None or not facts.flags & st.LOSS_NONFINITE:
+        return None
+    replayed = per_sample_loss(facts.model, facts.batch.x, facts.batch.y)
+    if replayed is None:
+        return None
+    name, values, y_pred = replayed
+    bad = np.flatnonzero(~np.isfinite(values)).tolist() if values.ndim else []
+    if values.ndim and not bad:
+        return None
+    low, high = float(np.nanmin(y_pred)), float(np.nanmax(y_pred))
+    if max(abs(low), abs(high)) > 1e15:
+        return None  # predictions already diverged; the loss merely overflows: see the history
+    evidence = [
+        f"the model's outputs are finite (range [{low:.3g}, {high:.3g}]) but the loss "
+        f"'{name}' is not" + (f" for {len(bad)} sample(s): positions {_listed(bad)}" if bad else "")
+    ]
+    activation = output_activation(facts.model)
+    probabilistic = any(key in name.lower() for key in _CROSS_ENTROPY)
+    if probabilistic and activation in ("relu", "linear", None) and (low < 0 or high > 1):
+        return Diagnosis(
+            "output_loss_mismatch",
+            0.85,
+            [Alternative("unstable_loss", 0.1)],
+            samples=bad,
+            evidence=evidence
+            + [
+                f"the output activation is {activation or 'linear'}, "
+                f"but '{name}' expects probabilities in [0, 1]"
+            ],
+            fixes=[
+                "Use `activation='softmax'` (or 'sigmoid') on the output layer, or keep it "
+                "linear and pass `from_logits=True` to the loss."
+            ],
+        )
+    if low <= 0.0 or high >= 1.0:
+        evidence.append(
+            f"predictions reach {low:g} / {high:g}: a log of 0 (or of a negative) inside the loss"
+        )
+    return Diagnosis(
+        "unstable_loss",
+        0.75,
+        [Alternative("output_loss_mismatch", 0.1)],
+        samples=bad,
+        evidence=evidence,
+        fixes=[
+            "Clip inside your loss: `ops.log(ops.clip(p, 1e-7, 1.0 - 1e-7))`, or use the built-in "
+            "loss (`keras.losses.BinaryCrossentropy()`), which is numerically safe.",
+            "Better: output logits (no final sigmoid/softmax) and use `from_logits=True`.",
+        ],
     )
 
 
@@ -390,7 +527,10 @@ def _unknown(facts: Facts) -> Diagnosis:
     return Diagnosis(
         "unknown",
         0.2,
-        evidence=[f"{seen} became non-finite; the inputs and targets of the batch were finite"
-                  if facts.batch is not None else f"{seen} became non-finite"],
+        evidence=[
+            f"{seen} became non-finite; the inputs and targets of the batch were finite"
+            if facts.batch is not None
+            else f"{seen} became non-finite"
+        ],
         fixes=["Lower the learning rate and clip gradients (`clipnorm=1.0`) as a first remedy."],
     )

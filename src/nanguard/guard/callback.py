@@ -141,7 +141,7 @@ class Guard(keras.callbacks.Callback):
         if recorder is None:
             return
         try:
-            recorder.crash(exc)
+            recorder.crash(exc, polled_every_step=self.model.steps_per_execution == 1)
             recorder.finish()
         finally:
             self._end()

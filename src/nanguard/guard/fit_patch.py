@@ -98,8 +98,20 @@ class FitPatch:
         ctx = trace.current_step()
         return logs, dict(ctx.exports) if ctx is not None else {}
 
-    def _compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, **kwargs: Any) -> Any:
+    def _compute_loss(
+        self,
+        x: Any = None,
+        y: Any = None,
+        y_pred: Any = None,
+        sample_weight: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         ctx = trace.current_step()
-        if ctx is not None and self._sparse and isinstance(y, tf.Tensor) and isinstance(y_pred, tf.Tensor):
+        if (
+            ctx is not None
+            and self._sparse
+            and isinstance(y, tf.Tensor)
+            and isinstance(y_pred, tf.Tensor)
+        ):
             y, ctx.label_bad = check_labels(y, y_pred, self._ignore_class)
         return self._original_compute_loss(x, y, y_pred, sample_weight, **kwargs)

@@ -47,7 +47,7 @@ class RunRecorder:
         status = self.state.read_status()
         self.start = int(status[st.STEP]) if start is None else start
         self.seen_bad = int(status[st.TOTAL_BAD]) if start is None else 0
-        self.drained = self.start
+        self.drained = self.polled = self.start
         self.status = status
         self.history = History(probe.variable_names, history_size)
         self.epochs: list[tuple[int, int]] = []  # (epoch, first global step)
@@ -57,7 +57,7 @@ class RunRecorder:
 
     def poll(self) -> np.ndarray:
         status = self.status = self.state.read_status()
-        step = int(status[st.STEP])
+        step = self.polled = int(status[st.STEP])
         if int(status[st.TOTAL_BAD]) > self.seen_bad:
             self.drain(step)
             self._incidents(status)
@@ -102,16 +102,24 @@ class RunRecorder:
             action = "stopped" if last and self.halted else "skipped"
             self._add(global_step, flags, held, None, action)
 
-    def crash(self, error: BaseException) -> None:
-        """Training raised inside a step: record it as an incident with what is known."""
+    def crash(self, error: BaseException, *, polled_every_step: bool = False) -> None:
+        """Training raised inside a step: record it as an incident with what is known.
+
+        Ops of a failing graph step are not ordered against the guard's step counter, which may
+        or may not have counted it. When the host polled after every step (``fit`` with
+        ``steps_per_execution=1``) the failing step is exactly the next one after the last poll;
+        otherwise the counter is used (exact for eager loops).
+        """
         self.status = self.state.read_status()
-        global_step = int(self.status[st.STEP])
-        self.drain(global_step)
+        global_step = self.polled if polled_every_step else int(self.status[st.STEP])
+        self.drain(int(self.status[st.STEP]))
         batch = self.capture.take() if self.capture is not None else None
         self._add(global_step, 0, batch, error, "stopped")
         self.run.status = "crashed"
 
-    def _add(self, global_step: int, flags: int, batch: Any, error: BaseException | None, action: str) -> None:
+    def _add(
+        self, global_step: int, flags: int, batch: Any, error: BaseException | None, action: str
+    ) -> None:
         began = time.perf_counter()
         facts = triage.Facts(
             step=global_step - self.start,
@@ -165,8 +173,10 @@ class RunRecorder:
         if flags & st.LOSS_NONFINITE:
             facts.append(f"loss at this step: {float(row['loss']):g}")
         if bad:
-            facts.append(f"non-finite gradient in {len(bad)} of {len(names)} variables: {', '.join(bad[:5])}"
-                         + (" ..." if len(bad) > 5 else ""))
+            facts.append(
+                f"non-finite gradient in {len(bad)} of {len(names)} variables: {', '.join(bad[:5])}"
+                + (" ..." if len(bad) > 5 else "")
+            )
         return facts
 
     # -- the end -------------------------------------------------------------------------------

@@ -51,7 +51,12 @@ class Session:
             callbacks = list(bound.arguments.get("callbacks") or [])
             if not any(isinstance(c, Guard) for c in callbacks):
                 callbacks.append(
-                    Guard(session.policy, report=session.report, verbose=session.verbose, summary=False)
+                    Guard(
+                        session.policy,
+                        report=session.report,
+                        verbose=session.verbose,
+                        summary=False,
+                    )
                 )
             bound.arguments["callbacks"] = callbacks
             return inherited(*bound.args, **bound.kwargs)
@@ -114,14 +119,25 @@ def _crash_run(error: BaseException, policy: str) -> Run:
     from nanguard.contract import Incident
     from nanguard.diagnose import triage
 
-    found = triage.diagnose(triage.Facts(step=0, flags=0, batch=None, history={}, variable_names=[], error=error))
+    found = triage.diagnose(
+        triage.Facts(step=0, flags=0, batch=None, history={}, variable_names=[], error=error)
+    )
     incident = Incident(
-        step=0, epoch=None, batch=None, symptom="error", root_cause=found.root_cause,
-        confidence=found.confidence, alternatives=found.alternatives, evidence=found.evidence,
-        fixes=found.fixes, action="stopped",
+        step=0,
+        epoch=None,
+        batch=None,
+        symptom="error",
+        root_cause=found.root_cause,
+        confidence=found.confidence,
+        alternatives=found.alternatives,
+        evidence=found.evidence,
+        fixes=found.fixes,
+        action="stopped",
     )
     return Run(kind="custom_loop", model="", policy=policy, status="crashed", incidents=[incident])
 
 
 def _model_name(variable_names: list[str]) -> str:
-    return variable_names[0].split("/")[0] if variable_names and "/" in variable_names[0] else "model"
+    return (
+        variable_names[0].split("/")[0] if variable_names and "/" in variable_names[0] else "model"
+    )

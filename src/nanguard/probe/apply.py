@@ -45,7 +45,9 @@ def _all_finite(tensors: Sequence[tf.Tensor]) -> tf.Tensor:
 
 def _finite_given_sums(total: tf.Tensor, tensors: Sequence[tf.Tensor]) -> tf.Tensor:
     """``tensors`` are all finite; ``total`` is their summed squares (finite implies the answer)."""
-    return tf.cond(tf.math.is_finite(total), lambda: tf.constant(True), lambda: _all_finite(tensors))
+    return tf.cond(
+        tf.math.is_finite(total), lambda: tf.constant(True), lambda: _all_finite(tensors)
+    )
 
 
 def _dense(value: Any) -> tf.Tensor:
@@ -234,7 +236,9 @@ class StepProbe:
 
         total = status[st.TOTAL_BAD] + tf.cast(bad, tf.int64)
         consecutive = tf.where(bad, status[st.CONSECUTIVE_BAD] + 1, 0)
-        halt = halted | (total > self.limits.max_total) | (consecutive > self.limits.max_consecutive)
+        halt = (
+            halted | (total > self.limits.max_total) | (consecutive > self.limits.max_consecutive)
+        )
         if self.policy == "stop":
             halt = halt | bad
         new_status = tf.stack(
@@ -310,7 +314,9 @@ class StepProbe:
         assert self._shadows is not None and self.state is not None
         by_index = {}
         for i, v in zip(index, variables, strict=True):
-            delta = _sumsq(tf.cast(_tf_variable(v), tf.float32) - tf.cast(self._shadows[i], tf.float32))
+            delta = _sumsq(
+                tf.cast(_tf_variable(v), tf.float32) - tf.cast(self._shadows[i], tf.float32)
+            )
             by_index[i] = tf.sqrt(delta) / (tf.sqrt(weight_sq[i]) + 1e-12)
         return _vector(by_index, self.state.n_vars, float("nan"))
 
@@ -356,7 +362,9 @@ def guard_loops(probe_for: Callable[[Any], StepProbe | None] | None) -> None:
             continue
         _ORIGINAL_APPLY[cls] = original = cls.__dict__["apply"]
 
-        def apply(self: Any, grads: Any, trainable_variables: Any = None, _orig: Any = original) -> Any:
+        def apply(
+            self: Any, grads: Any, trainable_variables: Any = None, _orig: Any = original
+        ) -> Any:
             provider = _loop_provider
             probe = None if provider is None or trace.inside() else provider(self)
             if probe is None:

@@ -38,7 +38,9 @@ class BatchCapture:
                 self.var = tf.Variable(
                     tf.zeros([0], tf.string), shape=[None], trainable=False, name="nanguard_batch"
                 )
-                self.held = tf.Variable(tf.constant(-1, tf.int64), trainable=False, name="nanguard_held")
+                self.held = tf.Variable(
+                    tf.constant(-1, tf.int64), trainable=False, name="nanguard_held"
+                )
 
     def store(self, data: Any, bad: tf.Tensor, step: tf.Tensor) -> None:
         """Trace-time: write ``data`` when ``bad`` and nothing unread is held."""

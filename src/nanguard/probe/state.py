@@ -87,4 +87,7 @@ class ProbeState:
         """(step, flags) of bad steps number ``[start_count, stop_count)`` still in the log."""
         start_count = max(start_count, stop_count - BAD_LOG)
         steps, flags = self.bad_steps.numpy(), self.bad_flags.numpy()
-        return [(int(steps[i % BAD_LOG]), int(flags[i % BAD_LOG])) for i in range(start_count, stop_count)]
+        return [
+            (int(steps[i % BAD_LOG]), int(flags[i % BAD_LOG]))
+            for i in range(start_count, stop_count)
+        ]

@@ -43,11 +43,17 @@ def incident_panel(run: Run, incident: Incident) -> Panel:
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
-    grid.add_row("cause", f"[bold red]{incident.root_cause}[/] (confidence {incident.confidence:.0%})")
+    grid.add_row(
+        "cause", f"[bold red]{incident.root_cause}[/] (confidence {incident.confidence:.0%})"
+    )
     if incident.layer:
-        grid.add_row("layer", escape(incident.layer) + (f", op {escape(incident.op)}" if incident.op else ""))
+        grid.add_row(
+            "layer", escape(incident.layer) + (f", op {escape(incident.op)}" if incident.op else "")
+        )
     if incident.samples:
-        shown = ", ".join(map(str, incident.samples[:10])) + (" ..." if len(incident.samples) > 10 else "")
+        shown = ", ".join(map(str, incident.samples[:10])) + (
+            " ..." if len(incident.samples) > 10 else ""
+        )
         grid.add_row("samples", f"batch positions {shown}")
     if incident.dataset_indices:
         grid.add_row("rows", ", ".join(map(str, incident.dataset_indices[:10])))

@@ -1,0 +1,294 @@
+"""Fault and healthy training scenarios for the tests: plain Keras, synthetic data, fixed seeds.
+
+Each builder returns a fresh, compiled model and the arguments of its ``fit`` call, so the same
+scenario can be trained with and without the guard and the two compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+
+@dataclass
+class Case:
+    model: keras.Model
+    x: Any
+    y: Any
+    fit: dict[str, Any] = field(default_factory=dict)
+
+
+def _mlp(
+    inputs: int, outputs: int, activation: str | None = None, hidden: str = "relu"
+) -> keras.Model:
+    return keras.Sequential(
+        [
+            keras.Input((inputs,)),
+            keras.layers.Dense(16, activation=hidden),
+            keras.layers.Dense(outputs, activation=activation),
+        ]
+    )
+
+
+def _regression(
+    rng: np.random.Generator, n: int = 320, d: int = 6
+) -> tuple[np.ndarray, np.ndarray]:
+    x = rng.normal(size=(n, d)).astype("float32")
+    y = (x[:, :2].sum(axis=1, keepdims=True) * 0.5).astype("float32")
+    return x, y
+
+
+def nan_input() -> Case:
+    x, y = _regression(np.random.default_rng(0))
+    x[133, 2] = np.nan
+    model = _mlp(6, 1, hidden="tanh")
+    model.compile("adam", "mse")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False})
+
+
+def inf_input_shuffled() -> Case:
+    x, y = _regression(np.random.default_rng(1))
+    x[250, 0] = np.inf
+    model = _mlp(6, 1, hidden="tanh")
+    model.compile("sgd", "mse")
+    return Case(model, x, y, {"batch_size": 16, "shuffle": True})
+
+
+def nan_target() -> Case:
+    x, y = _regression(np.random.default_rng(2))
+    y[77, 0] = np.nan
+    model = _mlp(6, 1)
+    model.compile("adam", "mse")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False})
+
+
+def zero_std_column() -> Case:
+    rng = np.random.default_rng(3)
+    raw = rng.normal(5.0, 2.0, (256, 5)).astype("float32")
+    raw[:, 3] = 1.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = (raw - raw.mean(axis=0)) / raw.std(axis=0)
+    y = raw[:, :1] / 10.0
+    model = _mlp(5, 1)
+    model.compile("adam", "mse")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False})
+
+
+def label_out_of_range() -> Case:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(300, 8)).astype("float32")
+    y = rng.integers(0, 4, 300)
+    y[201] = 4
+    model = _mlp(8, 4, activation="softmax")
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return Case(model, x, y, {"batch_size": 25, "shuffle": False})
+
+
+def learning_rate_too_high() -> Case:
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 255, (640, 16)).astype("float32")
+    y = (x @ rng.normal(size=(16, 1)) / 255.0).astype("float32")
+    model = _mlp(16, 1, hidden="linear")
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False})
+
+
+def exploding_relu_rnn() -> Case:
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(256, 40, 3)).astype("float32")
+    y = rng.normal(size=(256, 1)).astype("float32")
+    model = keras.Sequential(
+        [
+            keras.Input((40, 3)),
+            keras.layers.SimpleRNN(
+                16,
+                activation="relu",
+                recurrent_initializer=keras.initializers.Orthogonal(gain=1.6),
+            ),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False, "epochs": 3})
+
+
+def log_of_zero_loss() -> Case:
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(256, 6)).astype("float32") * 4
+    y = (rng.random((256, 1)) > 0.5).astype("float32")
+
+    def handmade_bce(y_true: Any, y_pred: Any) -> Any:
+        return -ops.mean(y_true * ops.log(y_pred) + (1 - y_true) * ops.log(1 - y_pred))
+
+    model = _mlp(6, 1, activation="sigmoid")
+    model.compile(keras.optimizers.Adam(0.5), handmade_bce)
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False, "epochs": 4})
+
+
+class Exp(keras.layers.Layer):
+    def call(self, x: Any) -> Any:
+        return ops.exp(x)
+
+
+def exp_overflow() -> Case:
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(256, 4)).astype("float32")
+    x[150] = 30.0
+    y = rng.normal(size=(256, 1)).astype("float32")
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(8, kernel_initializer="ones"),
+            Exp(),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile("adam", "mse")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False})
+
+
+class Norm(keras.layers.Layer):
+    """Hand-written L2 norm: finite forward, 0/0 gradient at a zero vector."""
+
+    def call(self, x: Any) -> Any:
+        return ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
+
+
+def sqrt_at_zero() -> Case:
+    rng = np.random.default_rng(9)
+    x = rng.random((128, 4)).astype("float32") + 0.5
+    x[70] = 0.0
+    y = rng.normal(size=(128, 1)).astype("float32")
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(4, use_bias=False), Norm(), keras.layers.Dense(1)]
+    )
+    model.compile("sgd", "mse")
+    return Case(model, x, y, {"batch_size": 16, "shuffle": False})
+
+
+class MaskedSoftmax(keras.layers.Layer):
+    """Attention-style softmax where a fully masked row gives 0/0."""
+
+    def call(self, inputs: Any) -> Any:
+        scores, mask = inputs
+        scores = ops.where(mask > 0, scores, -np.inf)
+        return ops.softmax(scores, axis=-1)
+
+
+def fully_masked_softmax() -> Case:
+    rng = np.random.default_rng(10)
+    scores = rng.normal(size=(192, 5)).astype("float32")
+    mask = (rng.random((192, 5)) > 0.3).astype("float32")
+    mask[mask.sum(axis=1) == 0, 0] = 1.0
+    mask[99] = 0.0
+    y = rng.integers(0, 3, 192)
+    s_in, m_in = keras.Input((5,)), keras.Input((5,))
+    weights = MaskedSoftmax()([keras.layers.Dense(5)(s_in), m_in])
+    out = keras.layers.Dense(3, activation="softmax")(weights)
+    model = keras.Model([s_in, m_in], out)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return Case(model, [scores, mask], y, {"batch_size": 32, "shuffle": False})
+
+
+def nan_sample_weight() -> Case:
+    x, y = _regression(np.random.default_rng(11))
+    weights = np.ones(len(x), "float32")
+    weights[40] = np.nan
+    model = _mlp(6, 1)
+    model.compile("adam", "mse")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False, "sample_weight": weights})
+
+
+def dict_inputs_nan() -> Case:
+    rng = np.random.default_rng(12)
+    a = rng.normal(size=(200, 3)).astype("float32")
+    b = rng.normal(size=(200, 2)).astype("float32")
+    b[123, 1] = np.nan
+    y = rng.normal(size=(200, 1)).astype("float32")
+    ia, ib = keras.Input((3,), name="a"), keras.Input((2,), name="b")
+    h = keras.layers.Concatenate()([keras.layers.Dense(4)(ia), keras.layers.Dense(4)(ib)])
+    model = keras.Model({"a": ia, "b": ib}, keras.layers.Dense(1)(h))
+    model.compile("adam", "mse")
+    return Case(model, {"a": a, "b": b}, y, {"batch_size": 20, "shuffle": False})
+
+
+FAULTS: dict[str, Callable[[], Case]] = {
+    f.__name__: f
+    for f in (
+        nan_input,
+        inf_input_shuffled,
+        nan_target,
+        zero_std_column,
+        label_out_of_range,
+        learning_rate_too_high,
+        exploding_relu_rnn,
+        log_of_zero_loss,
+        exp_overflow,
+        sqrt_at_zero,
+        fully_masked_softmax,
+        nan_sample_weight,
+        dict_inputs_nan,
+    )
+}
+
+# Root causes the guard must already name from the batch it kept.
+DATA_CAUSES = {
+    "nan_input": ("input_nonfinite", [133 - 128]),
+    "nan_target": ("target_nonfinite", [77 - 64]),
+    "zero_std_column": ("input_nonfinite", list(range(32))),
+    "label_out_of_range": ("label_out_of_range", [201 - 200]),
+    "dict_inputs_nan": ("input_nonfinite", [123 - 120]),
+}
+
+
+def healthy_classifier() -> Case:
+    rng = np.random.default_rng(20)
+    x = rng.normal(size=(400, 10)).astype("float32")
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype("int32") + (x[:, 2] > 1).astype("int32")
+    model = _mlp(10, 3, activation="softmax")
+    model.compile(
+        keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    return Case(model, x, y, {"batch_size": 32, "epochs": 3, "validation_split": 0.2})
+
+
+def healthy_cnn() -> Case:
+    rng = np.random.default_rng(21)
+    x = rng.random((192, 10, 10, 1), dtype=np.float32)
+    y = keras.utils.to_categorical((x.mean(axis=(1, 2, 3)) > 0.5).astype("int32"), 2)
+    model = keras.Sequential(
+        [
+            keras.Input((10, 10, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dropout(0.1),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    model.compile("adam", "categorical_crossentropy")
+    return Case(model, x, y, {"batch_size": 32, "epochs": 2})
+
+
+def healthy_noisy_regression() -> Case:
+    rng = np.random.default_rng(22)
+    x, y = _regression(rng, n=500)
+    y = y + rng.normal(scale=3.0, size=y.shape).astype("float32")
+    model = _mlp(6, 1)
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "mse")
+    return Case(
+        model,
+        x,
+        y,
+        {"batch_size": 50, "epochs": 3, "sample_weight": rng.random(500).astype("float32")},
+    )
+
+
+HEALTHY: dict[str, Callable[[], Case]] = {
+    f.__name__: f for f in (healthy_classifier, healthy_cnn, healthy_noisy_regression)
+}

@@ -1,0 +1,131 @@
+"""Hand-written GradientTape loops (the second seed article's), guarded as `nanguard run` does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nanguard.guard.session import Session, is_guard_stop
+
+
+def _loop(bad_row: int | None, *, compiled: bool = True, apply_style: str = "apply_gradients"):
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    images = rng.random((256, 6, 6, 1), dtype=np.float32)
+    labels = keras.utils.to_categorical(rng.integers(0, 3, 256), 3)
+    if bad_row is not None:
+        images[bad_row, 2, 3, 0] = np.nan
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(32)
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    optimizer = keras.optimizers.Adam(learning_rate=0.01)
+    loss_fn = keras.losses.CategoricalCrossentropy()
+
+    def train_step(images: Any, labels: Any) -> Any:
+        with tf.GradientTape() as tape:
+            predictions = model(images, training=True)
+            loss = loss_fn(labels, predictions)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        if apply_style == "apply":
+            optimizer.apply(gradients, model.trainable_variables)
+        else:
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        return loss
+
+    step = tf.function(train_step) if compiled else train_step
+
+    def train(epochs: int = 2, watch: list | None = None) -> None:
+        for _ in range(epochs):
+            for x, y in dataset:
+                before = [w.copy() for w in model.get_weights()] if watch is not None else None
+                loss = step(x, y)
+                if watch is not None:
+                    watch.append((float(loss), before, model.get_weights()))
+
+    return model, train
+
+
+def _unguarded_first_bad(bad_row: int, **kwargs: Any) -> tuple[int, list[np.ndarray]]:
+    _, train = _loop(bad_row, **kwargs)
+    seen: list = []
+    train(watch=seen)
+    for i, (loss, before, after) in enumerate(seen):
+        if not np.isfinite(loss) or not all(np.isfinite(w).all() for w in after):
+            return i, before
+    raise AssertionError("the loop was expected to go NaN without nanguard")
+
+
+def _guarded(policy: str, bad_row: int | None, **kwargs: Any):
+    session = Session(policy, verbose=False)
+    session.install()
+    model, train = _loop(bad_row, **kwargs)
+    error = None
+    try:
+        train()
+    except Exception as exc:
+        error = exc
+    finally:
+        session.uninstall()
+    return session.finish(error), model, error
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"compiled": False}, {"apply_style": "apply"}])
+def test_loop_stops_at_the_exact_step_with_pre_step_weights(kwargs: dict) -> None:
+    first_bad, before = _unguarded_first_bad(100, **kwargs)
+    report, model, error = _guarded("stop", 100, **kwargs)
+    assert error is not None and is_guard_stop(error)
+    run = report.runs[0]
+    assert (run.kind, run.status) == ("custom_loop", "stopped")
+    incident = run.incidents[0]
+    assert incident.step == first_bad == 3
+    assert incident.root_cause == "input_nonfinite"
+    assert incident.samples == [100 - 96] and incident.features == [2 * 6 + 3]
+    for got, expected in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_loop_skip_policy_finishes_with_finite_weights() -> None:
+    report, model, error = _guarded("skip", 100)
+    assert error is None
+    run = report.runs[0]
+    assert run.status == "completed" and run.steps == 16
+    assert [i.step for i in run.incidents] == [3, 11]  # the bad record, once per epoch
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_healthy_loop_is_untouched() -> None:
+    plain_model, train = _loop(None)
+    train()
+    report, model, error = _guarded("stop", None)
+    assert error is None and report.runs[0].incidents == []
+    for got, expected in zip(model.get_weights(), plain_model.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_label_error_in_a_loop_is_reported_as_a_crash() -> None:
+    session = Session("stop", verbose=False)
+    session.install()
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    try:
+        with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+            with tf.GradientTape() as tape:
+                loss = loss_fn(np.array([0, 5]), model(np.zeros((2, 4), "float32")))
+            tape.gradient(loss, model.trainable_variables)
+    finally:
+        session.uninstall()
+    run = session.finish(raised.value).runs[0]
+    assert run.status == "crashed"
+    incident = run.incidents[0]
+    assert (incident.symptom, incident.root_cause) == ("error", "label_out_of_range")
+    assert "label 5" in incident.evidence[0]
