@@ -138,10 +138,9 @@ def _nonfinite_data(facts: Facts) -> Diagnosis | None:
         samples, features, count, name = _nonfinite_rows(value)
         if not samples:
             continue
-        size = _batch_size(batch)
         evidence = [
-            f"{count} non-finite value(s) in the {which} ({name}) of {len(samples)} of {size} "
-            f"samples in the batch: positions {_listed(samples)}",
+            f"{count} non-finite value(s) in the {which} ({name}) of {len(samples)} of "
+            f"{batch.size} samples in the batch: positions {_listed(samples)}",
             f"flat feature positions within a sample: {_listed(features)}",
             "the model's weights were finite before this step (the guard skipped the update)",
         ]
@@ -167,11 +166,6 @@ def _nonfinite_data(facts: Facts) -> Diagnosis | None:
             fixes,
         )
     return None
-
-
-def _batch_size(batch: CapturedBatch) -> int:
-    first = _flat_samples(_first_array(batch.x)) if _first_array(batch.x) is not None else None
-    return int(first.shape[0]) if first is not None else 0
 
 
 _LABEL_ERROR = re.compile(
@@ -487,10 +481,10 @@ def _loss_replay(facts: Facts) -> Diagnosis | None:
             0.85,
             [Alternative("unstable_loss", 0.1)],
             samples=bad,
-            evidence=evidence
-            + [
+            evidence=[
+                *evidence,
                 f"the output activation is {activation or 'linear'}, "
-                f"but '{name}' expects probabilities in [0, 1]"
+                f"but '{name}' expects probabilities in [0, 1]",
             ],
             fixes=[
                 "Use `activation='softmax'` (or 'sigmoid') on the output layer, or keep it "

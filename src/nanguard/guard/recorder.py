@@ -139,6 +139,12 @@ class RunRecorder:
                 found = triage.Diagnosis(evidence=[f"diagnosis failed: {exc}"])
         else:
             found = triage.Diagnosis(evidence=["not diagnosed: too many incidents in this run"])
+        samples = found.samples
+        if batch is not None and batch.replicas > 1:
+            # The batch kept is the offending replica's share of the global batch.
+            offset = batch.replica * batch.size
+            samples = [offset + s for s in samples]
+            found.evidence.append(f"on replica {batch.replica} of {batch.replicas}")
         epoch, batch_index = self.place(global_step)
         incident = Incident(
             step=global_step - self.start,
@@ -150,7 +156,7 @@ class RunRecorder:
             alternatives=found.alternatives,
             layer=found.layer,
             op=found.op,
-            samples=found.samples,
+            samples=samples,
             dataset_indices=None,
             features=found.features,
             evidence=found.evidence + self._step_evidence(global_step, flags),

@@ -186,7 +186,12 @@ class StepProbe:
         )
         replica = tf.distribute.get_replica_context()
         if replica is not None and replica.num_replicas_in_sync > 1:
-            seen = replica.all_reduce(tf.distribute.ReduceOp.SUM, local) > 0
+            # One decision for all replicas; Keras scales each replica's loss by 1/replicas, so
+            # the sum is the global loss.
+            summed = replica.all_reduce(
+                tf.distribute.ReduceOp.SUM, tf.concat([local, [loss_value]], axis=0)
+            )
+            seen, loss_value = summed[:3] > 0, summed[3]
         else:
             seen = local > 0
         loss_bad, grad_bad, label_bad_all = seen[0], seen[1], seen[2]

@@ -20,9 +20,16 @@ import tensorflow as tf
 class CapturedBatch:
     step: int
     replica: int
+    replicas: int
     x: Any
     y: Any
     sample_weight: Any
+
+    @property
+    def size(self) -> int:
+        """Samples in the batch (in this replica's share of it, under tf.distribute)."""
+        first = next((v for v in tf.nest.flatten(self.x) if v is not None), None)
+        return int(np.shape(first)[0]) if first is not None and np.ndim(first) else 0
 
 
 class BatchCapture:
@@ -31,6 +38,7 @@ class BatchCapture:
         self.held: tf.Variable | None = None  # step of the held batch, -1 when the slot is free
         self._structure: Any = None
         self._dtypes: list[tf.DType | None] = []
+        self._replicas = 1
 
     def prepare(self) -> None:
         if self.var is None:
@@ -50,6 +58,7 @@ class BatchCapture:
         self._dtypes = [t.dtype if isinstance(t, tf.Tensor) else None for t in flat]
         replica = tf.distribute.get_replica_context()
         replica_id = replica.replica_id_in_sync_group if replica is not None else 0
+        self._replicas = replica.num_replicas_in_sync if replica is not None else 1
         var, held = self.var, self.held
 
         def write() -> None:
@@ -79,4 +88,4 @@ class BatchCapture:
         ]
         data = tf.nest.pack_sequence_as(self._structure, values)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        return CapturedBatch(step, replica, x, y, sample_weight)
+        return CapturedBatch(step, replica, self._replicas, x, y, sample_weight)

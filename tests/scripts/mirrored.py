@@ -1,0 +1,45 @@
+"""Data-parallel fit on two logical CPUs with one NaN record, guarded by nanguard.Guard."""
+
+import json
+import sys
+
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import nanguard  # noqa: E402
+
+bad_row = int(sys.argv[1]) if len(sys.argv) > 1 else -1
+guarded = sys.argv[2:] != ["plain"]
+keras.utils.set_random_seed(0)
+x = np.random.default_rng(0).normal(size=(256, 4)).astype("float32")
+y = x[:, :1] * 2.0
+if bad_row >= 0:
+    x[bad_row, 3] = np.nan
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)]
+    )
+    model.compile("adam", "mse")
+guard = nanguard.Guard(verbose=False)
+dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+model.fit(dataset, epochs=1, verbose=0, callbacks=[guard] if guarded else [])
+replicas = [
+    [np.asarray(v) for v in strategy.experimental_local_results(w.value)] for w in model.weights
+]
+print(
+    json.dumps(
+        {
+            "replicas": strategy.num_replicas_in_sync,
+            "report": guard.report.to_dict(),
+            "same_on_replicas": all(all(np.array_equal(r[0], o) for o in r[1:]) for r in replicas),
+            "finite": all(np.isfinite(r).all() for rs in replicas for r in rs),
+            "weights": [r[0].tolist() for r in replicas],
+        }
+    )
+)
