@@ -155,6 +155,10 @@ def test_guard_reused_across_fits_and_models_are_restored() -> None:
     )
     assert [r.status for r in guard.report.runs] == ["completed", "stopped"]
     assert guard.report.runs[1].incidents[0].step == 4
+    before = case.model.get_weights()
+    case.model.fit(clean_x, clean_y, epochs=1, batch_size=32, verbose=0, callbacks=[guard])
+    assert guard.report.runs[2].status == "completed"  # a stop does not carry over
+    assert not np.array_equal(before[0], case.model.get_weights()[0])
     case.model.evaluate(clean_x, clean_y, verbose=0, callbacks=[guard])
     case.model.fit(clean_x, clean_y, epochs=1, verbose=0)  # unguarded again, still trains
     assert "train_step" not in case.model.__dict__

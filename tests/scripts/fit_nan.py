@@ -16,6 +16,5 @@ model = keras.Sequential(
 model.compile("adam", "mse")
 model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
 weights_finite = all(np.isfinite(w).all() for w in model.get_weights())
-print(
-    f"argv={sys.argv[1:]} name={__name__} path0={os.path.basename(sys.path[0])} finite={weights_finite}"
-)
+folder = os.path.basename(sys.path[0])
+print(f"argv={sys.argv[1:]} name={__name__} path0={folder} finite={weights_finite}")

@@ -22,7 +22,7 @@ def train_step(images, labels):
         predictions = model(images, training=True)
         loss = keras.losses.CategoricalCrossentropy()(labels, predictions)
     gradients = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))  # noqa: B905 (as in the article)
     return loss
 
 

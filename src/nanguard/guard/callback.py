@@ -69,12 +69,13 @@ class Guard(keras.callbacks.Callback):
 
     def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
-        if self._patch is not None and self._patch.model is model:
-            self._patch.install()
-            return
-        if self._patch is not None:
-            self._patch.restore()
         optimizer = getattr(model, "optimizer", None)
+        patch = self._patch
+        if patch is not None and patch.model is model and patch.probe.optimizer is optimizer:
+            patch.install()
+            return
+        if patch is not None:
+            patch.restore()
         if optimizer is None:
             self._patch = None
             return
@@ -101,6 +102,7 @@ class Guard(keras.callbacks.Callback):
             self._patch = None
             return
         patch.capture.prepare()
+        patch.probe.state.resume()
         self._training = True
         run = Run(kind="fit", model=model.name, policy=self.policy)
         self.report.runs.append(run)
@@ -134,6 +136,7 @@ class Guard(keras.callbacks.Callback):
                 self._crashed(exc)
                 raise
 
+        train_function.__wrapped__ = original  # type: ignore[attr-defined]
         model.train_function = train_function
 
     def _crashed(self, exc: BaseException) -> None:

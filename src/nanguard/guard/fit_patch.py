@@ -1,7 +1,8 @@
 """Route one model's ``fit`` through the guard, and undo it afterwards.
 
-Three instance attributes are set for the duration of a training run (and removed after it, so
-a later unguarded ``fit`` rebuilds Keras' own train function):
+Three instance attributes are set for the duration of a training run and removed after it.
+Both train functions, Keras' own and the guarded one, are kept across runs (until the model is
+compiled again), so alternating guarded and unguarded ``fit`` calls never retraces:
 
 - ``train_step``: opens the trace context, runs the model's own ``train_step`` and stores the
   batch when the step was bad. With ``jit_compile=True`` the model's step (and the guard's
@@ -52,11 +53,19 @@ class FitPatch:
         self.probe = probe
         self.capture = capture
         self.installed = False
+        self._compiled: object = None  # the compile the kept train functions belong to
+        self._plain_function: Any = None
+        self._guarded_function: Any = None
 
     def install(self) -> None:
         if self.installed:
             return
         model = self.model
+        compiled = getattr(model, "_compile_config", None)
+        if compiled is None or compiled is not self._compiled:
+            self._guarded_function = None
+        self._compiled = compiled
+        self._plain_function = model.train_function
         self._jit = bool(model.jit_compile) and not model.run_eagerly
         self._original_step = model.train_step
         self._original_compute_loss = model.compute_loss
@@ -68,7 +77,7 @@ class FitPatch:
             self._inner = tf.function(self._inner_step, jit_compile=True, reduce_retracing=True)
             model.jit_compile = False
         self.probe.attach()
-        model.train_function = None
+        model.train_function = self._guarded_function
         self.installed = True
 
     def restore(self) -> None:
@@ -80,7 +89,9 @@ class FitPatch:
         if self._jit:
             model.jit_compile = True
         self.probe.detach()
-        model.train_function = None
+        function = model.train_function
+        self._guarded_function = getattr(function, "__wrapped__", function)
+        model.train_function = self._plain_function
         self.installed = False
 
     def _train_step(self, data: Any) -> Any:

@@ -67,6 +67,12 @@ class ProbeState:
         self.bad_steps = _var(np.full(BAD_LOG, -1, np.int64), "bad_steps")
         self.bad_flags = _var(np.zeros(BAD_LOG, np.int32), "bad_flags")
 
+    def resume(self) -> None:
+        """Start a new run: lift a previous run's halt; step and incident counts go on."""
+        status = self.status.numpy()
+        status[[HALTED, CONSECUTIVE_BAD, SCALER_RUN]] = 0
+        self.status.assign(status)
+
     def read_status(self) -> np.ndarray:
         return self.status.numpy()
 
