@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -28,6 +29,12 @@ class Guard(keras.callbacks.Callback):
     - ``"skip"``: the bad batch is skipped and training goes on, until ``max_consecutive`` bad
       steps in a row or ``max_total`` in all, then it stops.
 
+    The update is skipped in graph, so a NaN never reaches the weights whatever the host does;
+    the host reads the guard's state at most every ``poll_interval`` seconds (and at each epoch
+    end), so a ``stop`` ends ``fit`` within that time of the bad step. Weight norms and update
+    ratios are measured by the host every ``sample_every`` train-function calls. ``verbose``
+    prints the incident card and a summary line (``summary=False`` keeps only the card).
+
     Example:
 
     ```python
@@ -44,7 +51,8 @@ class Guard(keras.callbacks.Callback):
         max_consecutive: int = 10,
         max_total: int = 100,
         history_size: int = 20_000,
-        ratio_every: int = 25,
+        sample_every: int = 50,
+        poll_interval: float = 0.05,
         verbose: bool = True,
         summary: bool = True,
         report: Report | None = None,
@@ -52,12 +60,15 @@ class Guard(keras.callbacks.Callback):
         super().__init__()
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}; got {policy!r}")
+        if sample_every < 1:
+            raise ValueError(f"sample_every must be at least 1; got {sample_every}")
         if policy == "heal":
             raise ValueError("policy 'heal' is not available in this version; use 'stop' or 'skip'")
         self.policy = policy
         self.limits = Limits(max_consecutive=max_consecutive, max_total=max_total)
         self.history_size = history_size
-        self.ratio_every = ratio_every
+        self.sample_every = sample_every
+        self.poll_interval = poll_interval
         self.verbose = verbose
         self.summary = summary
         self.report = report if report is not None else Report()
@@ -80,7 +91,7 @@ class Guard(keras.callbacks.Callback):
             self._patch = None
             return
         install_tape_hook()
-        probe = StepProbe(optimizer, self.policy, self.limits, ratio_every=self.ratio_every)
+        probe = StepProbe(optimizer, self.policy, self.limits)
         self._patch = FitPatch(model, probe, BatchCapture())
         self._patch.install()
 
@@ -144,37 +155,57 @@ class Guard(keras.callbacks.Callback):
         if recorder is None:
             return
         try:
-            recorder.crash(exc, polled_every_step=self.model.steps_per_execution == 1)
+            recorder.crash(exc, steps_per_execution=self.model.steps_per_execution)
             recorder.finish()
         finally:
             self._end()
 
-    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-        if self._recorder is not None:
-            self._recorder.begin_epoch(epoch)
-
-    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-        recorder = self._recorder
-        if recorder is None:
-            return
-        recorder.poll()
-        if recorder.halted:
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-        if self._recorder is not None and logs and "loss" in logs:
-            self._recorder.run.epoch_losses.append(float(np.asarray(logs["loss"])))
-
-    def on_train_end(self, logs: Any = None) -> None:
+    def _safely(self, work: Callable[[RunRecorder], object]) -> None:
+        """Run host-side guard work; if it fails, say so once and let training go on."""
         recorder = self._recorder
         if recorder is None:
             return
         try:
+            work(recorder)
+        except Exception as exc:
+            self._recorder = None
+            print(
+                f"nanguard: the guard's host side failed ({type(exc).__name__}: {exc}); updates "
+                "are still checked in graph, but this run is no longer reported",
+                file=sys.stderr,
+            )
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._safely(lambda recorder: recorder.begin_epoch(epoch))
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        def work(recorder: RunRecorder) -> None:
+            recorder.batch_done(self.poll_interval, self.sample_every)
+            if recorder.halted:
+                self.model.stop_training = True
+
+        self._safely(work)
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        def work(recorder: RunRecorder) -> None:
+            recorder.poll()
+            if recorder.halted:
+                self.model.stop_training = True
+            if logs and "loss" in logs:
+                recorder.run.epoch_losses.append(float(np.asarray(logs["loss"])))
+
+        self._safely(work)
+
+    def on_train_end(self, logs: Any = None) -> None:
+        def work(recorder: RunRecorder) -> None:
             run = recorder.finish()
             if self.verbose and self.summary:
                 from nanguard.render.terminal import print_run_summary
 
                 print_run_summary(run)
+
+        try:
+            self._safely(work)
         finally:
             self._end()
 

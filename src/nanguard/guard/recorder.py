@@ -2,7 +2,9 @@
 
 ``poll()`` costs one small device read; it turns new bad steps into incidents (diagnosed on the
 spot, while the pre-step weights are still in memory) and drains the probe's ring buffer into
-the bounded :class:`History` before the ring wraps.
+the bounded :class:`History` before the ring wraps. Every ``sample_every`` executions the host
+also copies the weights before and after one execution: weight norms, update/weight ratios, and
+a check that no update left a non-finite weight (finite gradients make that a rare overflow).
 """
 
 from __future__ import annotations
@@ -46,8 +48,12 @@ class RunRecorder:
         self.on_incident = on_incident
         status = self.state.read_status()
         self.start = int(status[st.STEP]) if start is None else start
-        self.seen_bad = int(status[st.TOTAL_BAD]) if start is None else 0
-        self.drained = self.polled = self.start
+        self.seen_bad = 0 if start is not None else int(status[st.TOTAL_BAD])
+        self.drained = self.scanned = self.start
+        self.executions = 0  # train-function calls the host saw complete (fit)
+        self._last_poll = 0.0
+        self._before: list[np.ndarray] | None = None  # weights at the start of a sampled execution
+        self.weights_bad = False
         self.status = status
         self.history = History(probe.variable_names, history_size)
         self.epochs: list[tuple[int, int]] = []  # (epoch, first global step)
@@ -55,9 +61,45 @@ class RunRecorder:
 
     # -- polling -------------------------------------------------------------------------------
 
+    def batch_done(self, interval: float, sample_every: int) -> None:
+        """A train-function call finished; poll if ``interval`` seconds passed since the last poll.
+
+        Polling is what lets the host see an incident; it need not be per step, because the
+        graph itself skips bad updates and halts: a ``stop`` only ends the loop a little later.
+        """
+        self.executions += 1
+        if self._before is not None:
+            self._sample_weights()
+        elif self.executions % sample_every == 0:
+            self._before = self._weights()
+        now = time.perf_counter()
+        if now - self._last_poll >= interval:
+            self._last_poll = now
+            self.poll()
+
+    def _weights(self) -> list[np.ndarray]:
+        return [np.asarray(v.numpy()) for v in self.probe.optimizer._trainable_variables]
+
+    def _sample_weights(self) -> None:
+        before, after = self._before, self._weights()
+        self._before = None
+        assert before is not None
+        status = self.state.read_status()
+        step = int(status[st.STEP]) - 1
+        norms = np.array([np.linalg.norm(w.astype(np.float64)) for w in after], np.float32)
+        deltas = [
+            np.linalg.norm((a - b).astype(np.float64)) for a, b in zip(after, before, strict=True)
+        ]
+        ratios = np.array(deltas, np.float64) / np.maximum(norms, 1e-12)
+        self.history.add_sample(step, norms, ratios.astype(np.float32))
+        if not all(np.isfinite(w).all() for w in after):
+            self.weights_bad = True
+            self.drain(step + 1)
+            self._add(step, st.WEIGHT_NONFINITE, None, None, "stopped")
+
     def poll(self) -> np.ndarray:
         status = self.status = self.state.read_status()
-        step = self.polled = int(status[st.STEP])
+        step = int(status[st.STEP])
         if int(status[st.TOTAL_BAD]) > self.seen_bad:
             self.drain(step)
             self._incidents(status)
@@ -67,7 +109,14 @@ class RunRecorder:
 
     @property
     def halted(self) -> bool:
-        return bool(self.status[st.HALTED])
+        """The graph has stopped updating: a ``stop``, the skip budget spent, or bad weights."""
+        s, limits = self.status, self.probe.limits
+        return bool(
+            s[st.HALTED] > 0
+            or s[st.TOTAL_BAD] > limits.max_total
+            or s[st.CONSECUTIVE_BAD] > limits.max_consecutive
+            or self.weights_bad
+        )
 
     @property
     def steps(self) -> int:
@@ -75,7 +124,14 @@ class RunRecorder:
 
     def drain(self, upto: int) -> None:
         if upto > self.drained:
-            self.history.extend(self.state.read_rows(self.drained, upto))
+            rows = self.state.read_rows(self.drained, upto)
+            rows["flags"] = st.flags_of(
+                rows["verdicts"],
+                rows["scaler_run"],
+                self.probe.is_scaler,
+                self.probe.limits.scaler_patience,
+            )
+            self.history.extend(rows)
             self.drained = upto
 
     def begin_epoch(self, epoch: int) -> None:
@@ -92,9 +148,12 @@ class RunRecorder:
     # -- incidents -----------------------------------------------------------------------------
 
     def _incidents(self, status: np.ndarray) -> None:
-        total = int(status[st.TOTAL_BAD])
-        bad = self.state.read_bad(self.seen_bad, total)
-        self.seen_bad = total
+        """New bad steps, read from their rows (drained just before)."""
+        self.seen_bad = int(status[st.TOTAL_BAD])
+        rows = self.history.rows
+        new = (rows["step"] >= self.scanned) & ((rows["flags"] & st.BAD) != 0)
+        bad = list(zip(rows["step"][new].tolist(), rows["flags"][new].tolist(), strict=True))
+        self.scanned = self.drained
         batch = self.capture.take() if self.capture is not None else None
         for i, (global_step, flags) in enumerate(bad):
             held = batch if batch is not None and batch.step == global_step else None
@@ -102,16 +161,19 @@ class RunRecorder:
             action = "stopped" if last and self.halted else "skipped"
             self._add(global_step, flags, held, None, action)
 
-    def crash(self, error: BaseException, *, polled_every_step: bool = False) -> None:
+    def crash(self, error: BaseException, *, steps_per_execution: int | None = None) -> None:
         """Training raised inside a step: record it as an incident with what is known.
 
         Ops of a failing graph step are not ordered against the guard's step counter, which may
-        or may not have counted it. When the host polled after every step (``fit`` with
-        ``steps_per_execution=1``) the failing step is exactly the next one after the last poll;
-        otherwise the counter is used (exact for eager loops).
+        or may not have counted it. Under ``fit`` with one step per execution the failing step is
+        the one after the executions that completed; otherwise the counter is used (exact for
+        eager loops).
         """
         self.status = self.state.read_status()
-        global_step = self.polled if polled_every_step else int(self.status[st.STEP])
+        if steps_per_execution == 1:
+            global_step = self.start + self.executions
+        else:
+            global_step = int(self.status[st.STEP])
         self.drain(int(self.status[st.STEP]))
         batch = self.capture.take() if self.capture is not None else None
         self._add(global_step, 0, batch, error, "stopped")

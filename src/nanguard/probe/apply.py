@@ -3,17 +3,19 @@
 Per step, in graph (works under ``tf.function``, XLA, ``steps_per_execution > 1``, mixed
 precision and ``tf.distribute``):
 
-1. measure: finiteness of the loss and of every gradient, per-variable gradient norms;
+1. measure: finiteness of the loss and of every gradient, and per-variable gradient norms;
 2. decide: one "bad" verdict per step, all-reduced so every replica takes the same decision;
 3. apply the update only when the step is good and the run is not halted (``tf.cond``, the
    pattern of Keras' own ``LossScaleOptimizer``), so weights and optimizer state keep their
    last finite values;
-4. record: weight norms and finiteness after the step, update/weight ratios every
-   ``ratio_every`` steps, and the step's row in :class:`~nanguard.probe.state.ProbeState`.
+4. record: the step's row (loss, verdicts, gradient norms) and the status the host polls.
 
-The cheap path is one sum of squares per gradient and per weight (needed for the norms anyway);
-the exact element-wise finiteness test runs only when such a sum is not finite, which also
-covers huge-but-finite values whose squares overflow.
+On CPU a step pays per op more than per byte, and a ``tf.cond`` pays per tensor it captures, so
+the graph added per step is kept small: one fused ``l2_loss`` per gradient (the norms are needed
+anyway; the exact element-wise test runs only when their total is not finite, which also covers
+huge-but-finite values whose squares overflow), a handful of scalar ops, one write to the status
+and one to the ring. Weight norms and update/weight ratios are measured by the host on sampled
+steps (see :mod:`nanguard.guard.recorder`), not in the step.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ class TrainingStopped(RuntimeError):
     """Raised in an eager hand-written loop when the guard halts it (policy or skip budget)."""
 
 
+# Which of the verdicts [loss, gradients, labels] block the update.
+_PLAIN_MASK = tf.constant([True, True, True])
+_SCALER_MASK = tf.constant([True, False, True])
+
+
 def _all_finite(tensors: Sequence[tf.Tensor]) -> tf.Tensor:
     if not tensors:
         return tf.constant(True)
@@ -55,13 +62,13 @@ def _dense(value: Any) -> tf.Tensor:
     return tf.convert_to_tensor(values)
 
 
-def _sumsq(t: tf.Tensor) -> tf.Tensor:
-    t = tf.cast(t, tf.float32)
-    return tf.reduce_sum(tf.square(t))
+def _half_sumsq(t: tf.Tensor) -> tf.Tensor:
+    """Half the summed squares (one fused kernel); the factor 2 is applied on the host."""
+    return tf.nn.l2_loss(tf.cast(t, tf.float32))
 
 
-def _vector(by_index: dict[int, tf.Tensor], n: int, fill: float) -> tf.Tensor:
-    return tf.stack([by_index.get(i, tf.constant(fill, tf.float32)) for i in range(n)])
+def _vector(by_index: dict[int, tf.Tensor], n: int) -> tf.Tensor:
+    return tf.stack([by_index.get(i, tf.constant(0.0)) for i in range(n)])
 
 
 def _tf_variable(v: Any) -> tf.Variable:
@@ -90,7 +97,6 @@ class StepProbe:
         limits: st.Limits,
         *,
         ring: int = 1024,
-        ratio_every: int = 25,
         raise_on_halt: bool = False,
         capture: BatchCapture | None = None,
     ) -> None:
@@ -98,13 +104,11 @@ class StepProbe:
         self.policy = policy
         self.limits = limits
         self.ring = ring
-        self.ratio_every = ratio_every
         self.raise_on_halt = raise_on_halt
         self.capture = capture  # hand-written loops: batch kept from the model/loss call hooks
         self.is_scaler = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         self.state: st.ProbeState | None = None
         self.variable_names: list[str] = []
-        self._shadows: list[tf.Variable] | None = None
         self._original: Callable[..., Any] = original_apply(optimizer)
 
     # -- wiring ------------------------------------------------------------------------------
@@ -140,14 +144,7 @@ class StepProbe:
         self.variable_names = [getattr(v, "path", None) or v.name for v in variables]
         strategy = tf.distribute.get_strategy()
         with strategy.scope() if tf.distribute.has_strategy() else contextlib.nullcontext():
-            self.state = st.ProbeState(len(variables), self.ring, self.ratio_every)
-        # Update/weight ratios need the pre-step weights; a shadow copy is written only on sampled
-        # steps. Skipped under tf.distribute, where it would need mirrored copies of every weight.
-        if not tf.distribute.has_strategy() and self.ratio_every > 0:
-            self._shadows = [
-                tf.Variable(tf.zeros_like(_tf_variable(v)), trainable=False, name="nanguard_shadow")
-                for v in variables
-            ]
+            self.state = st.ProbeState(len(variables), self.ring)
 
     # -- the guarded step ----------------------------------------------------------------------
 
@@ -163,116 +160,64 @@ class StepProbe:
             return self._guarded(grads, trainable_variables)
 
     def _guarded(self, grads: list[Any], tvars: list[Any] | None) -> None:
-        opt, state = self.optimizer, self.state
+        opt, state, limits = self.optimizer, self.state, self.limits
         assert state is not None
         variables = tvars if tvars is not None else list(opt._trainable_variables)
         index = [opt._get_variable_index(v) for v in variables]
-        n = state.n_vars
 
         present = [(i, _dense(g)) for i, g in zip(index, grads, strict=True) if g is not None]
-        grad_sq = {i: _sumsq(g) for i, g in present}
-        grad_total = tf.add_n(list(grad_sq.values())) if grad_sq else tf.constant(0.0)
-        grads_ok = _finite_given_sums(grad_total, [g for _, g in present])
-
+        grad_sq = _vector({i: _half_sumsq(g) for i, g in present}, state.n_vars)
+        grads_ok = _finite_given_sums(tf.reduce_sum(grad_sq), [g for _, g in present])
         losses = trace.take_loss()
-        loss_ok = _all_finite(losses) if losses else tf.constant(True)
-        loss_value = self._unscaled(losses[0]) if losses else tf.constant(float("nan"))
-
+        loss_value = self._loss_value(losses)
         ctx = trace.current_step()
         label_bad = ctx.label_bad if ctx is not None and ctx.label_bad is not None else False
 
-        local = tf.cast(
-            tf.stack([~loss_ok, ~grads_ok, tf.convert_to_tensor(label_bad)]), tf.float32
-        )
+        # [loss, gradients, labels] bad here; under tf.distribute, on any replica.
+        local = tf.stack([~tf.math.is_finite(loss_value), ~grads_ok, label_bad])
         replica = tf.distribute.get_replica_context()
         if replica is not None and replica.num_replicas_in_sync > 1:
-            # One decision for all replicas; Keras scales each replica's loss by 1/replicas, so
-            # the sum is the global loss.
+            # Keras scales each replica's loss by 1/replicas, so the sum is the global loss.
             summed = replica.all_reduce(
-                tf.distribute.ReduceOp.SUM, tf.concat([local, [loss_value]], axis=0)
+                tf.distribute.ReduceOp.SUM,
+                tf.concat([tf.cast(local, tf.float32), [loss_value]], axis=0),
             )
             seen, loss_value = summed[:3] > 0, summed[3]
         else:
-            seen = local > 0
-        loss_bad, grad_bad, label_bad_all = seen[0], seen[1], seen[2]
-
-        status = state.status.read_value()
-        step = status[st.STEP]
-        halted = status[st.HALTED] > 0
+            seen = local
         # Under a LossScaleOptimizer, non-finite gradients are its business: it skips the step and
         # lowers the scale. Only the loss, the labels, and a scaler stuck on skipping are ours.
-        blocking = loss_bad | label_bad_all | (grad_bad & (not self.is_scaler))
-        do_apply = ~blocking & ~halted
+        blocking = tf.reduce_any(seen & (_SCALER_MASK if self.is_scaler else _PLAIN_MASK))
 
-        sample = tf.constant(False)
-        if self._shadows is not None:
-            sample = do_apply & tf.equal(step % self.ratio_every, 0)
-            tf.cond(sample, lambda: self._copy_shadows(variables, index), lambda: None)
-
+        # Once halted (a stop, or the skip budget spent: checked against the counts before this
+        # step) a step is dead: no update, and neither counted nor recorded (its row goes to the
+        # ring's spare last slot).
+        status = state.status.read_value()
+        step = status[st.STEP]
+        live = tf.reduce_all(status[st.HALTED : st.CONSECUTIVE_BAD + 1] <= self._budget)
+        do_apply = live & ~blocking
         self._apply_if(do_apply, grads, tvars)
 
-        weight_sq = {i: _sumsq(_tf_variable(v)) for i, v in zip(index, variables, strict=True)}
-        weights_ok = _finite_given_sums(
-            tf.add_n(list(weight_sq.values())), [_tf_variable(v) for v in variables]
-        )
-        if self._shadows is not None:
-            ratios = tf.cond(
-                sample,
-                lambda: self._ratios(variables, index, weight_sq),
-                lambda: tf.fill([n], float("nan")),
-            )
+        verdicts = tf.cast(seen, tf.int64)
+        alive = tf.cast(live, tf.int64)
+        if self.is_scaler:
+            skipped = verdicts[1] * tf.cast(do_apply, tf.int64)
+            run = (status[st.SCALER_RUN] + 1) * skipped
+            bad = tf.cast(blocking | (run >= limits.scaler_patience), tf.int64) * alive
         else:
-            ratios = tf.fill([n], float("nan"))
+            run = tf.constant(0, tf.int64)
+            bad = tf.cast(blocking, tf.int64) * alive
+        halt = status[st.HALTED] + bad * int(self.policy == "stop")
+        total = status[st.TOTAL_BAD] + bad
+        dead = (1 - alive) * status  # a dead step leaves the counts as they were
+        consecutive = (status[st.CONSECUTIVE_BAD] + 1) * bad + dead[st.CONSECUTIVE_BAD]
+        run = run + dead[st.SCALER_RUN]
+        state.status.assign(tf.stack([step + alive, halt, total, consecutive, run]))
+        head = tf.cast(tf.concat([[loss_value], tf.cast(verdicts, tf.float32)], 0), tf.float32)
+        slot = tf.where(live, step % state.ring, state.ring)
+        state.rows[slot].assign(tf.concat([head, [tf.cast(run, tf.float32)], grad_sq], 0))
 
-        scaler_skip = grad_bad & do_apply if self.is_scaler else tf.constant(False)
-        scaler_run = tf.where(scaler_skip, status[st.SCALER_RUN] + 1, 0)
-        scaler_stuck = scaler_run >= self.limits.scaler_patience
-
-        bits = [
-            (loss_bad, st.LOSS_NONFINITE),
-            (grad_bad & (not self.is_scaler), st.GRAD_NONFINITE),
-            (~weights_ok, st.WEIGHT_NONFINITE),
-            (label_bad_all, st.LABEL_OUT_OF_RANGE),
-            (scaler_skip, st.SCALER_SKIP),
-            (scaler_stuck, st.SCALER_STUCK),
-        ]
-        flags = tf.add_n([tf.where(b, bit, 0) for b, bit in bits])
-        bad = tf.not_equal(flags & st.BAD, 0)
-
-        total = status[st.TOTAL_BAD] + tf.cast(bad, tf.int64)
-        consecutive = tf.where(bad, status[st.CONSECUTIVE_BAD] + 1, 0)
-        halt = (
-            halted | (total > self.limits.max_total) | (consecutive > self.limits.max_consecutive)
-        )
-        if self.policy == "stop":
-            halt = halt | bad
-        new_status = tf.stack(
-            [
-                step + 1,
-                tf.cast(halt, tf.int64),
-                total,
-                consecutive,
-                tf.where(bad & (status[st.FIRST_BAD] < 0), step, status[st.FIRST_BAD]),
-                tf.where(bad, step, status[st.LAST_BAD]),
-                scaler_run,
-            ]
-        )
-        state.status.assign(new_status)
-        row = tf.cast(step % state.ring, tf.int32)
-        state.loss[row].assign(loss_value)
-        state.flags[row].assign(flags)
-        state.grad_norms[row].assign(tf.sqrt(_vector(grad_sq, n, float("nan"))))
-        state.weight_norms[row].assign(tf.sqrt(_vector(weight_sq, n, float("nan"))))
-        state.update_ratios[row].assign(ratios)
-        slot = tf.cast(status[st.TOTAL_BAD] % st.BAD_LOG, tf.int32)
-
-        def log_bad() -> None:
-            state.bad_steps[slot].assign(step)
-            state.bad_flags[slot].assign(flags)
-
-        tf.cond(bad, log_bad, lambda: None)
-
-        locally_bad = local[0] + local[1] + local[2] > 0
+        locally_bad = tf.reduce_any(local) & live
         if ctx is not None:
             ctx.exports = {"bad": locally_bad, "step": step}
         elif self.capture is not None and not trace.in_xla():
@@ -280,10 +225,18 @@ class StepProbe:
             if batch is not None:
                 self.capture.store(batch, locally_bad, step)
         if self.raise_on_halt:
-            self._raise_if_halted(halt, step)
+            self._raise_if_halted(state.status.read_value(), step)
 
-    def _unscaled(self, loss: tf.Tensor) -> tf.Tensor:
-        value = tf.cast(tf.reduce_sum(loss), tf.float32)
+    @property
+    def _budget(self) -> tf.Tensor:
+        """Upper bounds of [halted, total bad, consecutive bad] while the run may go on."""
+        return tf.constant([0, self.limits.max_total, self.limits.max_consecutive], dtype=tf.int64)
+
+    def _loss_value(self, losses: list[Any] | None) -> tf.Tensor:
+        """The step's loss as the user sees it (loss scaling undone); non-finite if any part is."""
+        if not losses:
+            return tf.constant(0.0)
+        value = tf.cast(tf.add_n([tf.reduce_sum(loss) for loss in losses]), tf.float32)
         if self.is_scaler:
             return value / tf.cast(self.optimizer.dynamic_scale, tf.float32)
         if self.optimizer.loss_scale_factor is not None:
@@ -308,24 +261,8 @@ class StepProbe:
 
         tf.distribute.get_replica_context().merge_call(cross_replica, args=(pred, grads, tvars))
 
-    def _copy_shadows(self, variables: list[Any], index: list[int]) -> None:
-        assert self._shadows is not None
-        for i, v in zip(index, variables, strict=True):
-            self._shadows[i].assign(_tf_variable(v))
-
-    def _ratios(
-        self, variables: list[Any], index: list[int], weight_sq: dict[int, tf.Tensor]
-    ) -> tf.Tensor:
-        assert self._shadows is not None and self.state is not None
-        by_index = {}
-        for i, v in zip(index, variables, strict=True):
-            delta = _sumsq(
-                tf.cast(_tf_variable(v), tf.float32) - tf.cast(self._shadows[i], tf.float32)
-            )
-            by_index[i] = tf.sqrt(delta) / (tf.sqrt(weight_sq[i]) + 1e-12)
-        return _vector(by_index, self.state.n_vars, float("nan"))
-
-    def _raise_if_halted(self, halt: tf.Tensor, step: tf.Tensor) -> None:
+    def _raise_if_halted(self, status: tf.Tensor, step: tf.Tensor) -> None:
+        halt = ~tf.reduce_all(status[st.HALTED : st.CONSECUTIVE_BAD + 1] <= self._budget)
         if tf.executing_eagerly():
             if bool(halt):
                 raise TrainingStopped(f"{STOP_MESSAGE} at step {int(step)}")

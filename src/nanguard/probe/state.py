@@ -1,9 +1,10 @@
 """The guard's in-graph memory: a handful of ``tf.Variable`` written inside each training step.
 
-Everything the host needs per step is packed into one small int64 ``status`` vector, so the
-callback pays one device-to-host read per batch. Per-step measurements go into ring buffers that
-the host drains only now and then (and on an incident), which makes ``steps_per_execution > 1``
-exact: every step of an execution leaves its own row.
+Everything the host needs to poll is packed into one small int64 ``status`` vector (one
+device-to-host read). Per-step measurements go into one ring buffer that the host drains only now
+and then (and on an incident), which makes ``steps_per_execution > 1`` exact: every step of an
+execution leaves its own row, verdicts included, so bad steps are found there. Two wide writes
+per step keep the in-graph op count (what a CPU step pays for) low.
 """
 
 from __future__ import annotations
@@ -23,10 +24,26 @@ SCALER_STUCK = 32  # ... for `scaler_patience` steps in a row: float16 overflow 
 BAD = LOSS_NONFINITE | GRAD_NONFINITE | WEIGHT_NONFINITE | LABEL_OUT_OF_RANGE | SCALER_STUCK
 
 # Slots of the status vector.
-STEP, HALTED, TOTAL_BAD, CONSECUTIVE_BAD, FIRST_BAD, LAST_BAD, SCALER_RUN = range(7)
-STATUS_SIZE = 7
+STEP, HALTED, TOTAL_BAD, CONSECUTIVE_BAD, SCALER_RUN = range(5)
+STATUS_SIZE = 5
 
-BAD_LOG = 256  # bad steps remembered in graph between two host reads
+# Columns of a per-step row: the loss; the verdicts "loss / gradients / labels non-finite or out
+# of range" (0 or 1); the loss scaler's run of skipped steps; then half of each variable's summed
+# squared gradient (what tf.nn.l2_loss gives in one kernel).
+LOSS_COLUMN, VERDICT_COLUMNS, SCALER_COLUMN, GRAD_COLUMNS = 0, slice(1, 4), 4, 5
+
+
+def flags_of(
+    verdicts: np.ndarray, scaler_run: np.ndarray, is_scaler: bool, patience: int
+) -> np.ndarray:
+    """Flag bits of steps from their recorded verdicts (see the module's bit constants)."""
+    v = verdicts.astype(np.int64)
+    flags = v[:, 0] * LOSS_NONFINITE + v[:, 2] * LABEL_OUT_OF_RANGE
+    if is_scaler:
+        flags += v[:, 1] * SCALER_SKIP + (scaler_run >= patience) * SCALER_STUCK
+    else:
+        flags += v[:, 1] * GRAD_NONFINITE
+    return flags.astype(np.int32)
 
 
 @dataclass
@@ -51,26 +68,17 @@ def _var(value: tf.Tensor | np.ndarray, name: str, **kwargs: object) -> tf.Varia
 class ProbeState:
     """Variables one guarded optimizer writes each step; see the module docstring."""
 
-    def __init__(self, n_vars: int, ring: int, ratio_every: int) -> None:
+    def __init__(self, n_vars: int, ring: int) -> None:
         self.n_vars = n_vars
         self.ring = ring
-        self.ratio_every = ratio_every
-        nan = np.full((ring, n_vars), np.nan, np.float32)
-        init = np.zeros(STATUS_SIZE, np.int64)
-        init[[FIRST_BAD, LAST_BAD]] = -1
-        self.status = _var(init, "status")
-        self.loss = _var(np.full(ring, np.nan, np.float32), "loss")
-        self.flags = _var(np.zeros(ring, np.int32), "flags")
-        self.grad_norms = _var(nan, "grad_norms")
-        self.weight_norms = _var(nan, "weight_norms")
-        self.update_ratios = _var(nan, "update_ratios")
-        self.bad_steps = _var(np.full(BAD_LOG, -1, np.int64), "bad_steps")
-        self.bad_flags = _var(np.zeros(BAD_LOG, np.int32), "bad_flags")
+        self.status = _var(np.zeros(STATUS_SIZE, np.int64), "status")
+        # One spare row at the end takes the writes of dead steps (after a halt).
+        self.rows = _var(np.full((ring + 1, GRAD_COLUMNS + n_vars), np.nan, np.float32), "rows")
 
     def resume(self) -> None:
-        """Start a new run: lift a previous run's halt; step and incident counts go on."""
+        """Start a new run: lift a previous run's halt and skip budget; the step count goes on."""
         status = self.status.numpy()
-        status[[HALTED, CONSECUTIVE_BAD, SCALER_RUN]] = 0
+        status[[HALTED, TOTAL_BAD, CONSECUTIVE_BAD, SCALER_RUN]] = 0
         self.status.assign(status)
 
     def read_status(self) -> np.ndarray:
@@ -79,21 +87,12 @@ class ProbeState:
     def read_rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """Per-step rows for global steps ``[start, stop)`` still held in the ring."""
         start = max(start, stop - self.ring)
-        idx = np.arange(start, stop) % self.ring
+        steps = np.arange(start, stop)
+        rows = self.rows.numpy()[steps % self.ring]
         return {
-            "step": np.arange(start, stop),
-            "loss": self.loss.numpy()[idx],
-            "flags": self.flags.numpy()[idx],
-            "grad_norms": self.grad_norms.numpy()[idx],
-            "weight_norms": self.weight_norms.numpy()[idx],
-            "update_ratios": self.update_ratios.numpy()[idx],
+            "step": steps,
+            "loss": rows[:, LOSS_COLUMN],
+            "verdicts": rows[:, VERDICT_COLUMNS],
+            "scaler_run": rows[:, SCALER_COLUMN],
+            "grad_norms": np.sqrt(2.0 * rows[:, GRAD_COLUMNS:]),
         }
-
-    def read_bad(self, start_count: int, stop_count: int) -> list[tuple[int, int]]:
-        """(step, flags) of bad steps number ``[start_count, stop_count)`` still in the log."""
-        start_count = max(start_count, stop_count - BAD_LOG)
-        steps, flags = self.bad_steps.numpy(), self.bad_flags.numpy()
-        return [
-            (int(steps[i % BAD_LOG]), int(flags[i % BAD_LOG]))
-            for i in range(start_count, stop_count)
-        ]
