@@ -1,12 +1,15 @@
 """What the guard costs per training step, against plain Keras measured in the same run.
 
-Configurations are alternated round after round on the same model so that machine drift hits
-them all alike: plain ``fit``, ``TerminateOnNaN``, ``nanguard.Guard()``,
-``tf.debugging.enable_check_numerics`` and Debugger V2 (``CURT_HEALTH``). Each round traces
-every configuration's train function afresh (untimed warm-up), then times ``--steps`` steps; the
-figure is the median step time over all timed steps, and the ratio is against plain ``fit``.
+Configurations: plain ``fit``, ``TerminateOnNaN``, ``nanguard.Guard()``,
+``tf.debugging.enable_check_numerics`` and Debugger V2 (``CURT_HEALTH``). Each gets its own copy
+of the model (same seed), traced once under its configuration. Then, round after round, every
+configuration trains ``--steps`` steps, in an order that rotates each round; a round's ratio is a
+configuration's median step time over plain ``fit``'s in the same round, so the slow drift of a
+shared machine cancels out. Debugger V2 runs in a second phase against plain ``fit`` alone,
+because it cannot be switched off and on again. Printed: the median ratio over rounds and its
+interquartile range.
 
-    python benchmarks/overhead.py [--rounds 5] [--steps 60] [--models mlp,cnn,gru] [--quick]
+    python benchmarks/overhead.py [--rounds 15] [--steps 40] [--batch 64] [--models mlp,cnn,gru]
 """
 
 from __future__ import annotations
@@ -94,92 +97,122 @@ class StepTimer(keras.callbacks.Callback):
 
 
 class Config:
+    """A configuration's callbacks, and the TensorFlow switch it needs while it runs."""
+
     def __init__(self, name: str) -> None:
         self.name = name
-        self.dump = tempfile.mkdtemp(prefix="nanguard-dbg-") if name == "debugger_v2" else None
+        self.guard = nanguard.Guard(verbose=False) if name == "guard" else None
 
     def callbacks(self) -> list[keras.callbacks.Callback]:
         if self.name == "terminate_on_nan":
             return [keras.callbacks.TerminateOnNaN()]
-        if self.name == "guard":
-            return [self._guard]
-        return []
+        return [self.guard] if self.guard is not None else []
 
     def __enter__(self) -> Config:
         if self.name == "check_numerics":
             tf.debugging.enable_check_numerics()
-        elif self.name == "debugger_v2":
-            tf.debugging.experimental.enable_dump_debug_info(
-                self.dump, tensor_debug_mode="CURT_HEALTH", circular_buffer_size=1000
-            )
-        elif self.name == "guard":
-            self._guard = nanguard.Guard(verbose=False)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.name == "check_numerics":
             tf.debugging.disable_check_numerics()
-        elif self.name == "debugger_v2":
-            tf.debugging.experimental.disable_dump_debug_info()
+
+
+def enable_debugger_v2() -> None:
+    """Debugger V2 stays on once enabled: turning it off and on again crashes TF 2.21 here."""
+    tf.debugging.experimental.enable_dump_debug_info(
+        tempfile.mkdtemp(prefix="nanguard-dbg-"),
+        tensor_debug_mode="CURT_HEALTH",
+        circular_buffer_size=1000,
+    )
 
 
 CONFIGS = ["plain", "terminate_on_nan", "guard", "check_numerics", "debugger_v2"]
 
 
-def measure(name: str, rounds: int, steps: int, batch: int, configs: list[str]) -> dict[str, float]:
-    keras.utils.set_random_seed(0)
-    model, x, y = MODELS[name]()
-    times: dict[str, list[float]] = {c: [] for c in configs}
-    for _ in range(rounds):
-        for config_name in configs:
-            with Config(config_name) as config:
-                model.train_function = None  # trace afresh under this configuration
-                callbacks = config.callbacks()
-                model.fit(
-                    x,
-                    y,
-                    batch_size=batch,
-                    steps_per_epoch=3,
-                    epochs=1,
-                    verbose=0,
-                    callbacks=callbacks,
-                )
-                timer = StepTimer()
-                model.fit(
-                    x,
-                    y,
-                    batch_size=batch,
-                    steps_per_epoch=steps,
-                    epochs=1,
-                    verbose=0,
-                    callbacks=[*callbacks, timer],
-                )
-                times[config_name].extend(timer.times[1:])
-    return {c: statistics.median(t) for c, t in times.items()}
+def _fit(model: keras.Model, x: Any, y: Any, config: Config, steps: int, batch: int) -> list[float]:
+    timer = StepTimer()
+    with config:
+        model.fit(
+            x,
+            y,
+            batch_size=batch,
+            steps_per_epoch=steps,
+            epochs=1,
+            verbose=0,
+            callbacks=[*config.callbacks(), timer],
+        )
+    return timer.times[1:]
+
+
+Models = dict[str, tuple[keras.Model, np.ndarray, np.ndarray]]
+
+
+def prepare(name: str, configs: list[Config], batch: int) -> Models:
+    """A fresh copy of the model per configuration, its train function traced under it."""
+    models = {}
+    for config in configs:
+        keras.utils.set_random_seed(0)
+        models[config.name] = MODELS[name]()
+        _fit(*models[config.name], config, 3, batch)
+    return models
+
+
+def alternate(
+    configs: list[Config], models: Models, rounds: int, steps: int, batch: int
+) -> dict[str, list[float]]:
+    """Per configuration, its ratio to plain ``fit`` in each round (rounds rotate the order)."""
+    ratios: dict[str, list[float]] = {c.name: [] for c in configs}
+    for r in range(rounds):
+        medians = {}
+        for config in configs[r % len(configs) :] + configs[: r % len(configs)]:
+            medians[config.name] = statistics.median(
+                _fit(*models[config.name], config, steps, batch)
+            )
+        for c in configs:
+            ratios[c.name].append(medians[c.name] / medians["plain"])
+    return ratios
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--models", default="mlp,cnn,gru")
     parser.add_argument("--quick", action="store_true", help="plain and guard only")
     args = parser.parse_args()
-    configs = ["plain", "guard"] if args.quick else CONFIGS
+    names = ["plain", "guard"] if args.quick else CONFIGS
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, nanguard {package_version()}")
     print(
-        f"{args.rounds} rounds x {args.steps} steps, batch {args.batch}; median step ms (ratio to plain)\n"
+        f"{args.rounds} rounds x {args.steps} steps, batch {args.batch}: step time over plain fit, "
+        "median [interquartile range] over rounds\n"
     )
-    header = f"{'model':6}" + "".join(f"{c:>22}" for c in configs)
-    print(header)
-    for name in args.models.split(","):
-        medians = measure(name, args.rounds, args.steps, args.batch, configs)
-        base = medians["plain"]
-        cells = "".join(f"{medians[c] * 1e3:>12.2f} ({medians[c] / base:4.2f}x)" for c in configs)
-        print(f"{name:6}{cells}", flush=True)
+    models = args.models.split(",")
+    first = [Config(c) for c in names if c != "debugger_v2"]
+    results = {
+        m: alternate(first, prepare(m, first, args.batch), args.rounds, args.steps, args.batch)
+        for m in models
+    }
+    if "debugger_v2" in names:
+        # Debugger V2 cannot be switched off and on again, so it comes last, against plain fit
+        # models all traced before it is switched on.
+        plain, debugger = Config("plain"), Config("debugger_v2")
+        traced = {m: prepare(m, [plain], args.batch) for m in models}
+        enable_debugger_v2()
+        for m in models:
+            traced[m].update(prepare(m, [debugger], args.batch))
+            ratios = alternate([plain, debugger], traced[m], args.rounds, args.steps, args.batch)
+            results[m]["debugger_v2"] = ratios["debugger_v2"]
+    print(f"{'model':6}" + "".join(f"{c:>24}" for c in names[1:]))
+    for m in models:
+        cells = []
+        for c in names[1:]:
+            q1, q2, q3 = statistics.quantiles(results[m][c], n=4)
+            cells.append(f"{q2:.3f}x [{q1:.3f}-{q3:.3f}]".rjust(24))
+        print(f"{m:6}" + "".join(cells), flush=True)
 
 
 if __name__ == "__main__":

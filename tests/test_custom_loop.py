@@ -129,3 +129,36 @@ def test_label_error_in_a_loop_is_reported_as_a_crash() -> None:
     incident = run.incidents[0]
     assert (incident.symptom, incident.root_cause) == ("error", "label_out_of_range")
     assert "label 5" in incident.evidence[0]
+
+
+def test_xla_loop_is_guarded_without_asserts() -> None:
+    """Under jit_compile the halted loop runs on (XLA drops asserts) but never updates again."""
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    x[40, 1] = np.nan
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    optimizer = keras.optimizers.SGD(0.01)
+    session = Session("stop", verbose=False)
+    session.install()
+    try:
+
+        @tf.function(jit_compile=True)
+        def step(xb: Any) -> Any:
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(model(xb)))
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply(grads, model.trainable_variables)
+            return loss
+
+        snapshots = []
+        for i in range(0, 64, 8):
+            step(x[i : i + 8])
+            snapshots.append([w.copy() for w in model.get_weights()])
+    finally:
+        session.uninstall()
+    run = session.finish().runs[0]
+    assert run.status == "stopped" and run.incidents[0].step == 5
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    for later in snapshots[5:]:  # the bad step and every one after it changed nothing
+        for got, expected in zip(later, snapshots[4], strict=True):
+            np.testing.assert_array_equal(got, expected)

@@ -27,7 +27,6 @@ class Facts:
     flags: int
     batch: CapturedBatch | None
     history: dict[str, np.ndarray]  # rows before the step (see History.before)
-    variable_names: list[str]
     model: Any = None
     error: BaseException | None = None
 

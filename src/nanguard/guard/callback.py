@@ -11,6 +11,7 @@ import numpy as np
 
 from nanguard.contract import POLICIES, Incident, Report, Run
 from nanguard.guard.fit_patch import FitPatch
+from nanguard.guard.history import History
 from nanguard.guard.recorder import RunRecorder
 from nanguard.probe.apply import StepProbe
 from nanguard.probe.capture import BatchCapture
@@ -27,7 +28,9 @@ class Guard(keras.callbacks.Callback):
 
     - ``"stop"`` (default): training stops; the weights are those from before that step.
     - ``"skip"``: the bad batch is skipped and training goes on, until ``max_consecutive`` bad
-      steps in a row or ``max_total`` in all, then it stops.
+      steps in a row or ``max_total`` in all, then it stops. Keras' epoch loss still averages
+      the skipped batch in (NaN); the report then gives the mean over the applied steps, and
+      the replay runs on the weights of the moment the host sees the incident.
 
     The update is skipped in graph, so a NaN never reaches the weights whatever the host does;
     the host reads the guard's state at most every ``poll_interval`` seconds (and at each epoch
@@ -74,6 +77,7 @@ class Guard(keras.callbacks.Callback):
         self.report = report if report is not None else Report()
         self._patch: FitPatch | None = None
         self._recorder: RunRecorder | None = None
+        self.history: History | None = None  # the last run's per-step history
         self._training = False
 
     # -- wiring: fit builds its train function right after set_model, before on_train_begin --
@@ -117,7 +121,7 @@ class Guard(keras.callbacks.Callback):
         self._training = True
         run = Run(kind="fit", model=model.name, policy=self.policy)
         self.report.runs.append(run)
-        self._recorder = RunRecorder(
+        self._recorder = recorder = RunRecorder(
             run,
             patch.probe,
             patch.capture,
@@ -125,6 +129,7 @@ class Guard(keras.callbacks.Callback):
             history_size=self.history_size,
             on_incident=self._announce if self.verbose else None,
         )
+        self.history = recorder.history
         self._wrap_train_function()
 
     def _wrap_train_function(self) -> None:
@@ -188,11 +193,10 @@ class Guard(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         def work(recorder: RunRecorder) -> None:
-            recorder.poll()
+            loss = logs.get("loss") if logs else None
+            recorder.end_epoch(None if loss is None else float(np.asarray(loss)))
             if recorder.halted:
                 self.model.stop_training = True
-            if logs and "loss" in logs:
-                recorder.run.epoch_losses.append(float(np.asarray(logs["loss"])))
 
         self._safely(work)
 

@@ -14,6 +14,7 @@ compiled again), so alternating guarded and unguarded ``fit`` calls never retrac
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import keras
@@ -36,15 +37,21 @@ def sparse_label_loss(model: keras.Model) -> tuple[bool, int | None]:
 
 
 def check_labels(y: tf.Tensor, y_pred: tf.Tensor, ignore_class: int | None) -> tuple[Any, Any]:
-    """(labels made safe for the loss op, whether any was outside ``[0, units)``)."""
-    units = tf.cast(tf.shape(y_pred)[-1], tf.int64)
+    """(labels made safe for the loss op, whether any was outside ``[0, units)``).
+
+    Runs every step, so the common case (integer labels, no ``ignore_class``) is a min, a max
+    and a clip; unsafe labels are clipped into range (the step is skipped anyway).
+    """
+    units = tf.cast(tf.shape(y_pred)[-1], y.dtype)
+    if ignore_class is None and not y.dtype.is_floating:
+        bad = (tf.reduce_min(y) < 0) | (tf.reduce_max(y) >= units)
+        return tf.clip_by_value(y, tf.zeros_like(units), units - 1), bad
     finite = tf.math.is_finite(y) if y.dtype.is_floating else tf.ones_like(y, tf.bool)
-    labels = tf.cast(tf.where(finite, y, tf.zeros_like(y)), tf.int64)
+    labels = tf.where(finite, y, tf.zeros_like(y))
     outside = (labels < 0) | (labels >= units) | ~finite
     if ignore_class is not None:
-        outside = outside & tf.not_equal(labels, ignore_class)
-    safe = tf.where(outside, tf.zeros_like(y), y)
-    return safe, tf.reduce_any(outside)
+        outside = outside & tf.not_equal(labels, tf.cast(ignore_class, y.dtype))
+    return tf.where(outside, tf.zeros_like(y), y), tf.reduce_any(outside)
 
 
 class FitPatch:
@@ -53,6 +60,7 @@ class FitPatch:
         self.probe = probe
         self.capture = capture
         self.installed = False
+        self._capture_failed = False
         self._compiled: object = None  # the compile the kept train functions belong to
         self._plain_function: Any = None
         self._guarded_function: Any = None
@@ -100,8 +108,12 @@ class FitPatch:
                 logs, exports = self._inner(data)
             else:
                 logs, exports = self._original_step(data), ctx.exports
-        if exports:
-            self.capture.store(data, exports["bad"], exports["step"])
+        if exports and not self._capture_failed:
+            try:
+                self.capture.store(data, exports["bad"], exports["step"])
+            except Exception as exc:  # diagnosis loses the batch; training must not suffer
+                self._capture_failed = True
+                print(f"nanguard: cannot keep this model's batches ({exc})", file=sys.stderr)
         return logs
 
     def _inner_step(self, data: Any) -> tuple[Any, dict[str, Any]]:

@@ -138,6 +138,22 @@ class RunRecorder:
         self.status = self.state.read_status()
         self.epochs.append((epoch, int(self.status[st.STEP])))
 
+    def end_epoch(self, keras_loss: float | None) -> None:
+        """Record the epoch's loss: Keras' own, unless skipped bad steps made it non-finite,
+        in which case the mean loss of the steps that were applied (what training saw)."""
+        self.poll()
+        self.drain(int(self.status[st.STEP]))
+        if keras_loss is None:
+            return
+        loss = keras_loss
+        if not np.isfinite(loss) and self.epochs:
+            rows = self.history.rows
+            mine = (rows["step"] >= self.epochs[-1][1]) & ((rows["flags"] & st.BAD) == 0)
+            applied = rows["loss"][mine]
+            if len(applied) and np.isfinite(applied).all():
+                loss = float(np.mean(applied))
+        self.run.epoch_losses.append(loss)
+
     def place(self, global_step: int) -> tuple[int | None, int | None]:
         """(epoch, batch within the epoch) of a global step, when epochs are known."""
         for epoch, first in reversed(self.epochs):
@@ -188,7 +204,6 @@ class RunRecorder:
             flags=flags,
             batch=batch,
             history=self.history.before(global_step),
-            variable_names=self.probe.variable_names,
             model=self.model,
             error=error,
         )

@@ -119,9 +119,7 @@ def _crash_run(error: BaseException, policy: str) -> Run:
     from nanguard.contract import Incident
     from nanguard.diagnose import triage
 
-    found = triage.diagnose(
-        triage.Facts(step=0, flags=0, batch=None, history={}, variable_names=[], error=error)
-    )
+    found = triage.diagnose(triage.Facts(step=0, flags=0, batch=None, history={}, error=error))
     incident = Incident(
         step=0,
         epoch=None,

@@ -21,6 +21,7 @@ steps (see :mod:`nanguard.guard.recorder`), not in the step.
 from __future__ import annotations
 
 import contextlib
+import sys
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -39,8 +40,7 @@ class TrainingStopped(RuntimeError):
     """Raised in an eager hand-written loop when the guard halts it (policy or skip budget)."""
 
 
-# Which of the verdicts [loss, gradients, labels] block the update.
-_PLAIN_MASK = tf.constant([True, True, True])
+# Which of the verdicts [loss, gradients, labels] block a LossScaleOptimizer's update.
 _SCALER_MASK = tf.constant([True, False, True])
 
 
@@ -69,10 +69,6 @@ def _half_sumsq(t: tf.Tensor) -> tf.Tensor:
 
 def _vector(by_index: dict[int, tf.Tensor], n: int) -> tf.Tensor:
     return tf.stack([by_index.get(i, tf.constant(0.0)) for i in range(n)])
-
-
-def _tf_variable(v: Any) -> tf.Variable:
-    return v.value if isinstance(v, keras.Variable) else v
 
 
 def _needs_merge_call() -> bool:
@@ -108,6 +104,8 @@ class StepProbe:
         self.capture = capture  # hand-written loops: batch kept from the model/loss call hooks
         self.is_scaler = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         self.state: st.ProbeState | None = None
+        self.failed = False  # building the guarded step failed once: pass straight through
+        self._passed = False  # this (eager) call got as far as the update
         self.variable_names: list[str] = []
         self._original: Callable[..., Any] = original_apply(optimizer)
 
@@ -155,9 +153,23 @@ class StepProbe:
                 return self._original(grads, trainable_variables)
             if trainable_variables is not None:
                 trainable_variables = list(trainable_variables)
-            if not self.prepare(trainable_variables):
-                raise ValueError("nanguard: the optimizer has no variables to guard")
-            return self._guarded(grads, trainable_variables)
+            if self.failed or not self.prepare(trainable_variables):
+                return self._original(grads, trainable_variables)
+            self._passed = False
+            try:
+                return self._guarded(grads, trainable_variables)
+            except TrainingStopped:
+                raise
+            except Exception as exc:  # the guard must never break the training it protects
+                self.failed = True
+                print(
+                    f"nanguard: cannot guard {type(self.optimizer).__name__} "
+                    f"({type(exc).__name__}: {exc}); training goes on unguarded",
+                    file=sys.stderr,
+                )
+                if not self._passed:  # eagerly, the update may already have been applied
+                    return self._original(grads, trainable_variables)
+                return None
 
     def _guarded(self, grads: list[Any], tvars: list[Any] | None) -> None:
         opt, state, limits = self.optimizer, self.state, self.limits
@@ -169,12 +181,13 @@ class StepProbe:
         grad_sq = _vector({i: _half_sumsq(g) for i, g in present}, state.n_vars)
         grads_ok = _finite_given_sums(tf.reduce_sum(grad_sq), [g for _, g in present])
         losses = trace.take_loss()
-        loss_value = self._loss_value(losses)
+        loss_value = self._loss_value(losses) if losses else tf.constant(float("nan"))
+        loss_bad = ~tf.math.is_finite(loss_value) if losses else False
         ctx = trace.current_step()
         label_bad = ctx.label_bad if ctx is not None and ctx.label_bad is not None else False
 
         # [loss, gradients, labels] bad here; under tf.distribute, on any replica.
-        local = tf.stack([~tf.math.is_finite(loss_value), ~grads_ok, label_bad])
+        local = tf.stack([loss_bad, ~grads_ok, label_bad])
         replica = tf.distribute.get_replica_context()
         if replica is not None and replica.num_replicas_in_sync > 1:
             # Keras scales each replica's loss by 1/replicas, so the sum is the global loss.
@@ -187,7 +200,7 @@ class StepProbe:
             seen = local
         # Under a LossScaleOptimizer, non-finite gradients are its business: it skips the step and
         # lowers the scale. Only the loss, the labels, and a scaler stuck on skipping are ours.
-        blocking = tf.reduce_any(seen & (_SCALER_MASK if self.is_scaler else _PLAIN_MASK))
+        blocking = tf.reduce_any(seen & _SCALER_MASK) if self.is_scaler else tf.reduce_any(seen)
 
         # Once halted (a stop, or the skip budget spent: checked against the counts before this
         # step) a step is dead: no update, and neither counted nor recorded (its row goes to the
@@ -198,10 +211,9 @@ class StepProbe:
         do_apply = live & ~blocking
         self._apply_if(do_apply, grads, tvars)
 
-        verdicts = tf.cast(seen, tf.int64)
         alive = tf.cast(live, tf.int64)
         if self.is_scaler:
-            skipped = verdicts[1] * tf.cast(do_apply, tf.int64)
+            skipped = tf.cast(seen[1] & do_apply, tf.int64)
             run = (status[st.SCALER_RUN] + 1) * skipped
             bad = tf.cast(blocking | (run >= limits.scaler_patience), tf.int64) * alive
         else:
@@ -213,9 +225,9 @@ class StepProbe:
         consecutive = (status[st.CONSECUTIVE_BAD] + 1) * bad + dead[st.CONSECUTIVE_BAD]
         run = run + dead[st.SCALER_RUN]
         state.status.assign(tf.stack([step + alive, halt, total, consecutive, run]))
-        head = tf.cast(tf.concat([[loss_value], tf.cast(verdicts, tf.float32)], 0), tf.float32)
-        slot = tf.where(live, step % state.ring, state.ring)
-        state.rows[slot].assign(tf.concat([head, [tf.cast(run, tf.float32)], grad_sq], 0))
+        row = [[tf.cast(loss_value, tf.float32)], tf.cast(seen, tf.float32)]
+        row += [[tf.cast(run, tf.float32)], grad_sq]
+        state.rows[tf.where(live, step % state.ring, state.ring)].assign(tf.concat(row, 0))
 
         locally_bad = tf.reduce_any(local) & live
         if ctx is not None:
@@ -232,10 +244,8 @@ class StepProbe:
         """Upper bounds of [halted, total bad, consecutive bad] while the run may go on."""
         return tf.constant([0, self.limits.max_total, self.limits.max_consecutive], dtype=tf.int64)
 
-    def _loss_value(self, losses: list[Any] | None) -> tf.Tensor:
+    def _loss_value(self, losses: list[Any]) -> tf.Tensor:
         """The step's loss as the user sees it (loss scaling undone); non-finite if any part is."""
-        if not losses:
-            return tf.constant(0.0)
         value = tf.cast(tf.add_n([tf.reduce_sum(loss) for loss in losses]), tf.float32)
         if self.is_scaler:
             return value / tf.cast(self.optimizer.dynamic_scale, tf.float32)
@@ -247,6 +257,7 @@ class StepProbe:
         original = self._original
         if not _needs_merge_call():
             tf.cond(pred, lambda: original(grads, tvars), lambda: None)
+            self._passed = tf.executing_eagerly()
             return
 
         # As in Keras' LossScaleOptimizer: a cond whose branch calls merge_call must itself run in
@@ -267,6 +278,8 @@ class StepProbe:
             if bool(halt):
                 raise TrainingStopped(f"{STOP_MESSAGE} at step {int(step)}")
             return
+        if trace.in_xla():
+            return  # XLA cannot raise from a step
         tf.debugging.Assert(~halt, [tf.strings.format(STOP_MESSAGE + " at step {}", step)])
 
 

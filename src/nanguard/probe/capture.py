@@ -70,7 +70,8 @@ class BatchCapture:
             ]
             var.assign(tf.stack(parts))
 
-        tf.cond(bad & (held < 0), write, lambda: None)
+        # Only a bad step pays for reading the slot.
+        tf.cond(bad, lambda: tf.cond(held < 0, write, lambda: None), lambda: None)
 
     def take(self) -> CapturedBatch | None:
         """Host: the held batch as numpy (or None), freeing the slot for the next one."""
