@@ -351,12 +351,15 @@ def _learning_rate(facts: Facts) -> Diagnosis | None:
         else np.zeros((0, 0))
     )
     big_updates = measured.size and float(np.nanmax(measured)) > 0.1
-    if not (
-        last > 10 * max(best, 1e-12)
-        and (big_updates or (len(norms) and norms[-1] > 10 * np.median(norms)))
-    ):
+    # Divergence: the loss climbed an order of magnitude above its best before the NaN.
+    if not last > 10 * max(best, 1e-12):
         return None
     evidence = [f"the loss rose from {best:.4g} to {last:.4g} before turning non-finite"]
+    if len(norms) > 1 and np.isfinite(norms).any():
+        evidence.append(
+            f"the gradient norm went from {norms[0]:.3g} to {norms[-1]:.3g} over those "
+            f"{len(norms)} steps"
+        )
     if big_updates:
         evidence.append(
             f"one update reached {float(np.nanmax(measured)):.2g}x the norm of the weights it "

@@ -20,7 +20,7 @@ class History:
             "step": np.zeros(0, np.int64),
             "loss": np.zeros(0, np.float32),
             "flags": np.zeros(0, np.int32),
-            "grad_norms": np.zeros((0, n), np.float32),
+            "grad_norms": np.zeros((0, n), np.float64),
             "sample_step": np.zeros(0, np.int64),
             "weight_norms": np.zeros((0, n), np.float32),
             "update_ratios": np.zeros((0, n), np.float32),

@@ -94,5 +94,5 @@ class ProbeState:
             "loss": rows[:, LOSS_COLUMN],
             "verdicts": rows[:, VERDICT_COLUMNS],
             "scaler_run": rows[:, SCALER_COLUMN],
-            "grad_norms": np.sqrt(2.0 * rows[:, GRAD_COLUMNS:]),
+            "grad_norms": np.sqrt(2.0 * rows[:, GRAD_COLUMNS:].astype(np.float64)),
         }
