@@ -223,3 +223,21 @@ def test_a_probe_that_cannot_be_built_leaves_training_alone(monkeypatch, capsys)
     assert "cannot guard SGD" in capsys.readouterr().err
     for got, expected in zip(guarded.model.get_weights(), plain.model.get_weights(), strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_an_update_that_overflows_the_weights_is_named_at_its_step() -> None:
+    """Finite gradients, an absurd learning rate: the weights overflow in the update itself."""
+
+    def absurd():
+        case = nan_input()
+        case.x[133, 2] = 0.0
+        case.y *= 10.0  # gradients above 1, so learning rate x gradient passes float32's max
+        case.model.compile(keras.optimizers.SGD(3e38), "mse")
+        return case
+
+    ref, _ = fit_reference(absurd)
+    guard, _ = fit_guarded(absurd)
+    first = guard.report.runs[0].incidents[0]
+    assert ref.first_bad == 0  # without nanguard the weights are non-finite after step 0
+    assert (first.step, first.symptom) == (0, "nonfinite_weights")
+    assert first.root_cause == "learning_rate_too_high"

@@ -56,6 +56,7 @@ def symptom(flags: int, error: BaseException | None) -> str:
 
 def diagnose(facts: Facts) -> Diagnosis:
     for rule in (
+        _update_overflow,
         _error_message,
         _labels,
         _nonfinite_data,
@@ -293,6 +294,32 @@ def _float16(facts: Facts) -> Diagnosis | None:
             "Keep the overflowing layer in float32: pass `dtype='float32'` to it (and always to "
             "the final activation / softmax).",
             "Or train in float32: `keras.mixed_precision.set_global_policy('float32')`.",
+        ],
+    )
+
+
+# -- the update -----------------------------------------------------------------------------------
+
+
+def _update_overflow(facts: Facts) -> Diagnosis | None:
+    if not facts.flags & st.WEIGHT_NONFINITE or facts.flags & (
+        st.LOSS_NONFINITE | st.GRAD_NONFINITE
+    ):
+        return None
+    lr = _learning_rate_value(facts.model)
+    return Diagnosis(
+        "learning_rate_too_high",
+        0.8,
+        [Alternative("exploding_gradients", 0.15)],
+        evidence=[
+            "the loss and every gradient of this step were finite, but the weights after its "
+            "update are not: learning rate x update overflowed float32"
+            + (f" (learning rate {lr:g})" if lr else ""),
+            "the optimizer update itself cannot be undone: the weights are non-finite",
+        ],
+        fixes=[
+            f"Lower the learning rate{f' from {lr:g}' if lr else ''} by orders of magnitude; "
+            "clip gradients (`clipnorm=1.0`).",
         ],
     )
 

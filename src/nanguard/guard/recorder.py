@@ -171,6 +171,14 @@ class RunRecorder:
         bad = list(zip(rows["step"][new].tolist(), rows["flags"][new].tolist(), strict=True))
         self.scanned = self.drained
         batch = self.capture.take() if self.capture is not None else None
+        if bad and not self.weights_bad and not all(np.isfinite(w).all() for w in self._weights()):
+            # Finite gradients, yet the weights are not: the update before the first bad step
+            # overflowed (the only way past the in-graph check). That step is the incident.
+            self.weights_bad = True
+            first = bad[0][0]
+            overflowed = self.history.at(first - 1)
+            if overflowed is not None:
+                bad.insert(0, (first - 1, int(overflowed["flags"]) | st.WEIGHT_NONFINITE))
         for i, (global_step, flags) in enumerate(bad):
             held = batch if batch is not None and batch.step == global_step else None
             last = i == len(bad) - 1
