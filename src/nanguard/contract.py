@@ -147,9 +147,6 @@ class Report:
 
         return save_html(self, path)
 
-    @property
-    def incidents(self) -> list[Incident]:
-        return [incident for run in self.runs for incident in run.incidents]
 
 
 def _clean(value: Any) -> Any:

@@ -39,9 +39,6 @@ class History:
         for key in SAMPLE_FIELDS:
             self.rows[key] = np.concatenate([self.rows[key], sample[key]])[-self.size :]
 
-    def __len__(self) -> int:
-        return len(self.rows["step"])
-
     def before(self, step: int) -> dict[str, np.ndarray]:
         """Rows and samples of the steps strictly before ``step``."""
         keep = self.rows["step"] < step

@@ -43,11 +43,11 @@ class Session:
         guard_loops(self._probe_for)
         self._original_fit = keras.Model.__dict__.get("fit")
         inherited = keras.Model.fit
-        parameters = inspect.signature(inherited).parameters
+        signature = inspect.signature(inherited)
         session = self
 
         def fit(model: keras.Model, *args: Any, **kwargs: Any) -> Any:
-            bound = inspect.signature(inherited).bind(model, *args, **kwargs)
+            bound = signature.bind(model, *args, **kwargs)
             callbacks = list(bound.arguments.get("callbacks") or [])
             if not any(isinstance(c, Guard) for c in callbacks):
                 callbacks.append(
@@ -61,7 +61,6 @@ class Session:
             bound.arguments["callbacks"] = callbacks
             return inherited(*bound.args, **bound.kwargs)
 
-        assert "callbacks" in parameters
         fit.__doc__ = inherited.__doc__
         keras.Model.fit = fit
 

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from nanguard.contract import Incident, Report, Run
+from nanguard.contract import Incident, Run
 
 _SYMPTOM = {
     "nonfinite_loss": "the loss became non-finite",
@@ -84,11 +84,3 @@ def summary_line(run: Run) -> str:
 
 def print_run_summary(run: Run, file: IO[str] | None = None) -> None:
     _console(file).print(escape(summary_line(run)), soft_wrap=True)
-
-
-def print_report(report: Report, file: IO[str] | None = None, *, cards: bool = True) -> None:
-    console = _console(file)
-    for run in report.runs:
-        if cards and run.incidents:
-            console.print(incident_panel(run, run.incidents[0]))
-        console.print(escape(summary_line(run)), soft_wrap=True)
