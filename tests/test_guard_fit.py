@@ -241,3 +241,44 @@ def test_an_update_that_overflows_the_weights_is_named_at_its_step() -> None:
     assert ref.first_bad == 0  # without nanguard the weights are non-finite after step 0
     assert (first.step, first.symptom) == (0, "nonfinite_weights")
     assert first.root_cause == "learning_rate_too_high"
+
+
+class CustomStep(keras.Model):
+    """A subclassed model with its own train_step, as the Keras guide writes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = keras.layers.Dense(8, activation="tanh")
+        self.out = keras.layers.Dense(1)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        x, y = data
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean(keras.ops.square(self(x, training=True) - y))
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return {"loss": loss}
+
+
+def test_custom_train_step_and_tf_data_are_guarded() -> None:
+    import tensorflow as tf
+
+    def build():
+        case = nan_input()
+        model = CustomStep()
+        model.compile(keras.optimizers.Adam(0.01))
+        data = tf.data.Dataset.from_tensor_slices((case.x, case.y)).batch(32)
+        return type(case)(model, data, None, {})
+
+    ref, _ = fit_reference(build)
+    assert ref.first_bad == 4
+    guard, case = fit_guarded(build)
+    incident = guard.report.runs[0].incidents[0]
+    assert (incident.step, incident.root_cause, incident.samples) == (4, "input_nonfinite", [5])
+    for got, expected in zip(case.model.get_weights(), ref.before_bad, strict=True):
+        np.testing.assert_array_equal(got, expected)

@@ -148,7 +148,6 @@ class Report:
         return save_html(self, path)
 
 
-
 def _clean(value: Any) -> Any:
     """Make a value strict JSON: non-finite floats (a NaN epoch loss) become null."""
     if isinstance(value, float):

@@ -77,6 +77,7 @@ class Guard(keras.callbacks.Callback):
         self.report = report if report is not None else Report()
         self._patch: FitPatch | None = None
         self._recorder: RunRecorder | None = None
+        self._failed = False  # the host side broke in this run; training goes on
         self.history: History | None = None  # the last run's per-step history
         self._training = False
 
@@ -111,26 +112,42 @@ class Guard(keras.callbacks.Callback):
         if patch is None:
             return
         patch.install()
-        model = self.model
-        if not patch.probe.prepare(model.trainable_variables):
-            patch.restore()
-            self._patch = None
-            return
         patch.capture.prepare()
-        patch.probe.state.resume()
-        self._training = True
-        run = Run(kind="fit", model=model.name, policy=self.policy)
-        self.report.runs.append(run)
+        model = self.model
+        self._training, self._failed = True, False
+        self._run = Run(kind="fit", model=model.name, policy=self.policy)
+        self._epochs: list[int] = []
+        self.report.runs.append(self._run)
+        # A model built only by its first step (subclassed, no input shape) has no variables
+        # yet: the probe then builds in that step's trace, and the recorder follows.
+        if patch.probe.prepare(model.trainable_variables or None):
+            patch.probe.state.resume()
+            self._start_recorder(start=None)
+        self._wrap_train_function()
+
+    def _start_recorder(self, start: int | None) -> RunRecorder | None:
+        patch = self._patch
+        if patch is None or patch.probe.state is None:
+            return None
         self._recorder = recorder = RunRecorder(
-            run,
+            self._run,
             patch.probe,
             patch.capture,
-            model,
+            self.model,
             history_size=self.history_size,
             on_incident=self._announce if self.verbose else None,
+            start=start,
         )
+        for epoch in self._epochs:
+            recorder.epochs.append((epoch, recorder.start))
         self.history = recorder.history
-        self._wrap_train_function()
+        return recorder
+
+    def _current_recorder(self) -> RunRecorder | None:
+        """The run's recorder, started at the first chance if the probe was built in the step."""
+        if self._recorder is None and self._training and not self._failed:
+            return self._start_recorder(start=0)
+        return self._recorder
 
     def _wrap_train_function(self) -> None:
         """Record an exception raised inside a step (and undo the patches) before it propagates."""
@@ -156,8 +173,9 @@ class Guard(keras.callbacks.Callback):
         model.train_function = train_function
 
     def _crashed(self, exc: BaseException) -> None:
-        recorder = self._recorder
+        recorder = self._current_recorder()
         if recorder is None:
+            self._end()
             return
         try:
             recorder.crash(exc, steps_per_execution=self.model.steps_per_execution)
@@ -167,13 +185,14 @@ class Guard(keras.callbacks.Callback):
 
     def _safely(self, work: Callable[[RunRecorder], object]) -> None:
         """Run host-side guard work; if it fails, say so once and let training go on."""
-        recorder = self._recorder
-        if recorder is None:
-            return
         try:
+            recorder = self._current_recorder()
+            if recorder is None:
+                return
             work(recorder)
         except Exception as exc:
             self._recorder = None
+            self._failed = True
             print(
                 f"nanguard: the guard's host side failed ({type(exc).__name__}: {exc}); updates "
                 "are still checked in graph, but this run is no longer reported",
@@ -181,6 +200,8 @@ class Guard(keras.callbacks.Callback):
             )
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        if self._training:
+            self._epochs.append(epoch)
         self._safely(lambda recorder: recorder.begin_epoch(epoch))
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:

@@ -124,7 +124,7 @@ class StepProbe:
         """Build the optimizer and the probe's variables outside any trace. False if impossible."""
         opt = self.optimizer
         if not opt.built:
-            if variables is None:
+            if not variables:
                 return False
             with tf.init_scope():
                 with keras.name_scope(opt.name, caller=opt):
