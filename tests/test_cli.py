@@ -63,6 +63,7 @@ def test_run_guards_fit_and_keeps_argv_and_writes_reports(tmp_path: Path) -> Non
     assert (run["kind"], run["status"], run["steps"]) == ("fit", "stopped", 3)
     incident = run["incidents"][0]
     assert (incident["step"], incident["samples"], incident["features"]) == (2, [6], [1])
+    assert incident["dataset_indices"] == [70]
     assert json.loads((tmp_path / "r" / "report.json").read_text()) == report
     assert "input_nonfinite" in (tmp_path / "r" / "report.html").read_text()
 

@@ -282,3 +282,13 @@ def test_custom_train_step_and_tf_data_are_guarded() -> None:
     assert (incident.step, incident.root_cause, incident.samples) == (4, "input_nonfinite", [5])
     for got, expected in zip(case.model.get_weights(), ref.before_bad, strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_dataset_rows_are_named_even_when_fit_shuffles() -> None:
+    keras.utils.set_random_seed(0)
+    case = nan_input()  # the NaN is in row 133
+    guard = nanguard.Guard(verbose=False, data=case.x)
+    case.model.fit(case.x, case.y, batch_size=32, shuffle=True, verbose=0, callbacks=[guard])
+    incident = guard.report.runs[0].incidents[0]
+    assert incident.root_cause == "input_nonfinite"
+    assert incident.dataset_indices == [133]

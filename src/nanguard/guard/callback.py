@@ -36,7 +36,9 @@ class Guard(keras.callbacks.Callback):
     the host reads the guard's state at most every ``poll_interval`` seconds (and at each epoch
     end), so a ``stop`` ends ``fit`` within that time of the bad step. Weight norms and update
     ratios are measured by the host every ``sample_every`` train-function calls. ``verbose``
-    prints the incident card and a summary line (``summary=False`` keeps only the card).
+    prints the incident card and a summary line (``summary=False`` keeps only the card). ``data``:
+    the inputs given to ``fit`` (arrays), so that incidents name their rows (``nanguard run``
+    passes them itself).
 
     Example:
 
@@ -59,6 +61,7 @@ class Guard(keras.callbacks.Callback):
         verbose: bool = True,
         summary: bool = True,
         report: Report | None = None,
+        data: Any = None,
     ) -> None:
         super().__init__()
         if policy not in POLICIES:
@@ -75,6 +78,7 @@ class Guard(keras.callbacks.Callback):
         self.verbose = verbose
         self.summary = summary
         self.report = report if report is not None else Report()
+        self.data = data
         self._patch: FitPatch | None = None
         self._recorder: RunRecorder | None = None
         self._failed = False  # the host side broke in this run; training goes on
@@ -137,6 +141,7 @@ class Guard(keras.callbacks.Callback):
             history_size=self.history_size,
             on_incident=self._announce if self.verbose else None,
             start=start,
+            source=self.data,
         )
         for epoch in self._epochs:
             recorder.epochs.append((epoch, recorder.start))

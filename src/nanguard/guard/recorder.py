@@ -37,8 +37,10 @@ class RunRecorder:
         history_size: int,
         on_incident: Callable[[Run, Incident], None] | None = None,
         start: int | None = None,
+        source: Any = None,
     ) -> None:
-        """``start``: the global step the run began at; by default, now."""
+        """``start``: the global step the run began at, by default now; ``source``: the inputs
+        given to ``fit``, to name the dataset rows of offending samples."""
         assert probe.state is not None
         self.run = run
         self.probe = probe
@@ -46,6 +48,7 @@ class RunRecorder:
         self.capture = capture
         self.model = model
         self.on_incident = on_incident
+        self.source = source
         status = self.state.read_status()
         self.start = int(status[st.STEP]) if start is None else start
         self.seen_bad = 0 if start is not None else int(status[st.TOTAL_BAD])
@@ -242,7 +245,7 @@ class RunRecorder:
             layer=found.layer,
             op=found.op,
             samples=samples,
-            dataset_indices=None,
+            dataset_indices=self._rows(batch, found.samples),
             features=found.features,
             evidence=found.evidence + self._step_evidence(global_step, flags),
             fixes=found.fixes,
@@ -252,6 +255,13 @@ class RunRecorder:
         self.run.incidents.append(incident)
         if self.on_incident is not None:
             self.on_incident(self.run, incident)
+
+    def _rows(self, batch: Any, samples: list[int]) -> list[int] | None:
+        if self.source is None or batch is None:
+            return None
+        from nanguard.diagnose.rows import dataset_rows
+
+        return dataset_rows(self.source, batch.x, samples)
 
     def _step_evidence(self, global_step: int, flags: int) -> list[str]:
         row = self.history.at(global_step)

@@ -56,6 +56,7 @@ class Session:
                         report=session.report,
                         verbose=session.verbose,
                         summary=False,
+                        data=bound.arguments.get("x"),
                     )
                 )
             bound.arguments["callbacks"] = callbacks

@@ -56,7 +56,7 @@ def incident_panel(run: Run, incident: Incident) -> Panel:
         )
         grid.add_row("samples", f"batch positions {shown}")
     if incident.dataset_indices:
-        grid.add_row("rows", ", ".join(map(str, incident.dataset_indices[:10])))
+        grid.add_row("data rows", ", ".join(map(str, incident.dataset_indices[:10])))
     for i, fact in enumerate(incident.evidence[:4]):
         grid.add_row("evidence" if i == 0 else "", escape(fact))
     if incident.fixes:
