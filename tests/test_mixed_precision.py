@@ -66,3 +66,35 @@ def test_float16_overflow_caught_at_its_step(mixed_float16) -> None:
     assert all(np.isfinite(w).all() for w in model.get_weights())
     for got, expected in zip(model.get_weights(), ref.before_bad, strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+class Norm(keras.layers.Layer):
+    def call(self, x):
+        return keras.ops.sqrt(keras.ops.sum(keras.ops.square(x), axis=-1, keepdims=True))
+
+
+def test_a_loss_scaler_stuck_on_skipping_is_an_incident(mixed_float16) -> None:
+    """Every batch has a zero row: its gradient is 0/0 whatever the scale; 25 skips end it."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1280, 4)).astype("float32")
+    x[::16] = 0.0
+    y = rng.normal(size=(1280, 1)).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(4, use_bias=False),
+            Norm(),
+            keras.layers.Dense(1, dtype="float32"),
+        ]
+    )
+    model.compile(keras.optimizers.Adam(1e-3), "mse")
+    before = model.get_weights()
+    guard = nanguard.Guard(verbose=False)
+    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0, callbacks=[guard])
+    run = guard.report.runs[0]
+    incident = run.incidents[0]
+    assert (run.status, incident.step, incident.symptom) == ("stopped", 24, "nonfinite_gradient")
+    assert incident.root_cause == "unstable_gradient"
+    for got, expected in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(got, expected)  # the scaler skipped every update

@@ -281,10 +281,24 @@ def _float16(facts: Facts) -> Diagnosis | None:
     if not stuck and not facts.flags & st.LOSS_NONFINITE:
         return None
     evidence = [f"the compute dtype is {policy}; float16 overflows above 65504"]
-    if stuck:
-        evidence.append(
-            "the LossScaleOptimizer skipped every recent step: the gradients stay "
-            "non-finite whatever the loss scale"
+    if stuck and not facts.flags & st.LOSS_NONFINITE:
+        # The scale fell by 2**patience and the loss stayed finite: an overflow in the backward
+        # pass would have gone with the scale. What is left does not depend on it: 0/0, sqrt(0).
+        return Diagnosis(
+            "unstable_gradient",
+            0.7,
+            [Alternative("float16_overflow", 0.25)],
+            evidence=[
+                *evidence,
+                "the LossScaleOptimizer skipped every recent step while the loss stayed finite: "
+                "the gradients are non-finite whatever the loss scale",
+            ],
+            fixes=[
+                "Find the op whose gradient is undefined where it is evaluated (sqrt or norm at "
+                "0, division by 0, log at 0) and add an epsilon: `ops.sqrt(x + 1e-12)`.",
+                "Check it in float32 (`keras.mixed_precision.set_global_policy('float32')`): "
+                "if it still fails, the fault is not float16.",
+            ],
         )
     return Diagnosis(
         "float16_overflow",
