@@ -47,10 +47,10 @@ class Diagnosis:
 def symptom(flags: int, error: BaseException | None) -> str:
     if error is not None:
         return "error"
-    if flags & st.LOSS_NONFINITE:
+    if flags & (st.LOSS_NONFINITE | st.LABEL_OUT_OF_RANGE):
         return "nonfinite_loss"
-    if flags & (st.GRAD_NONFINITE | st.SCALER_STUCK | st.LABEL_OUT_OF_RANGE):
-        return "nonfinite_gradient" if not flags & st.LABEL_OUT_OF_RANGE else "nonfinite_loss"
+    if flags & (st.GRAD_NONFINITE | st.SCALER_STUCK):
+        return "nonfinite_gradient"
     return "nonfinite_weights"
 
 
@@ -157,13 +157,10 @@ def _nonfinite_data(facts: Facts) -> Diagnosis | None:
         return Diagnosis(
             cause,
             0.97,
-            [],
-            None,
-            None,
-            samples,
-            features if which == "inputs" else None,
-            evidence,
-            fixes,
+            samples=samples,
+            features=features if which == "inputs" else None,
+            evidence=evidence,
+            fixes=fixes,
         )
     return None
 
@@ -381,20 +378,15 @@ def _exploding(facts: Facts) -> Diagnosis | None:
 
 def _learning_rate(facts: Facts) -> Diagnosis | None:
     norms, losses = _finite_history(facts)
-    ratios = facts.history.get("update_ratios")
     if len(losses) < 2:
         return None
-    best = float(np.nanmin(losses))
-    last = float(losses[-1])
-    measured = (
-        ratios[np.isfinite(ratios).all(axis=1)]
-        if ratios is not None and len(ratios)
-        else np.zeros((0, 0))
-    )
-    big_updates = measured.size and float(np.nanmax(measured)) > 0.1
+    best, last = float(np.nanmin(losses)), float(losses[-1])
     # Divergence: the loss climbed an order of magnitude above its best before the NaN.
     if not last > 10 * max(best, 1e-12):
         return None
+    ratios = facts.history.get("update_ratios")
+    measured = ratios[np.isfinite(ratios).all(axis=1)] if ratios is not None else np.zeros((0, 0))
+    big_updates = measured.size and float(np.nanmax(measured)) > 0.1
     evidence = [f"the loss rose from {best:.4g} to {last:.4g} before turning non-finite"]
     if len(norms) > 1 and np.isfinite(norms).any():
         evidence.append(

@@ -84,6 +84,8 @@ class Guard(keras.callbacks.Callback):
         self._failed = False  # the host side broke in this run; training goes on
         self.history: History | None = None  # the last run's per-step history
         self._training = False
+        self._run: Run | None = None
+        self._epochs: list[int] = []  # epochs begun before the recorder could start
 
     # -- wiring: fit builds its train function right after set_model, before on_train_begin --
 
@@ -120,7 +122,7 @@ class Guard(keras.callbacks.Callback):
         model = self.model
         self._training, self._failed = True, False
         self._run = Run(kind="fit", model=model.name, policy=self.policy)
-        self._epochs: list[int] = []
+        self._epochs = []
         self.report.runs.append(self._run)
         # A model built only by its first step (subclassed, no input shape) has no variables
         # yet: the probe then builds in that step's trace, and the recorder follows.
@@ -131,7 +133,7 @@ class Guard(keras.callbacks.Callback):
 
     def _start_recorder(self, start: int | None) -> RunRecorder | None:
         patch = self._patch
-        if patch is None or patch.probe.state is None:
+        if patch is None or patch.probe.state is None or self._run is None:
             return None
         self._recorder = recorder = RunRecorder(
             self._run,

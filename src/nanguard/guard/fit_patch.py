@@ -64,6 +64,7 @@ class FitPatch:
         self._compiled: object = None  # the compile the kept train functions belong to
         self._plain_function: Any = None
         self._guarded_function: Any = None
+        self._inner: Any = None  # under jit_compile: the model's step plus the probes, in XLA
 
     def install(self) -> None:
         if self.installed:
@@ -80,9 +81,13 @@ class FitPatch:
         self._sparse, self._ignore_class = sparse_label_loss(model)
         model.train_step = self._train_step
         model.compute_loss = self._compute_loss
-        self._inner = None
+        if self._guarded_function is None:  # new compile: a new inner XLA function too
+            self._inner = (
+                tf.function(self._inner_step, jit_compile=True, reduce_retracing=True)
+                if self._jit
+                else None
+            )
         if self._jit:
-            self._inner = tf.function(self._inner_step, jit_compile=True, reduce_retracing=True)
             model.jit_compile = False
         self.probe.attach()
         model.train_function = self._guarded_function

@@ -110,16 +110,15 @@ class RunRecorder:
             self.drain(step)
         return status
 
+    def catch_up(self) -> None:
+        """Poll, then drain every step so far into the history."""
+        self.poll()
+        self.drain(int(self.status[st.STEP]))
+
     @property
     def halted(self) -> bool:
         """The graph has stopped updating: a ``stop``, the skip budget spent, or bad weights."""
-        s, limits = self.status, self.probe.limits
-        return bool(
-            s[st.HALTED] > 0
-            or s[st.TOTAL_BAD] > limits.max_total
-            or s[st.CONSECUTIVE_BAD] > limits.max_consecutive
-            or self.weights_bad
-        )
+        return self.weights_bad or st.halted(self.status, self.probe.limits)
 
     @property
     def steps(self) -> int:
@@ -144,8 +143,7 @@ class RunRecorder:
     def end_epoch(self, keras_loss: float | None) -> None:
         """Record the epoch's loss: Keras' own, unless skipped bad steps made it non-finite,
         in which case the mean loss of the steps that were applied (what training saw)."""
-        self.poll()
-        self.drain(int(self.status[st.STEP]))
+        self.catch_up()
         if keras_loss is None:
             return
         loss = keras_loss
@@ -275,7 +273,8 @@ class RunRecorder:
             facts.append(f"loss at this step: {float(row['loss']):g}")
         if bad:
             facts.append(
-                f"non-finite gradient in {len(bad)} of {len(names)} variables: {', '.join(bad[:5])}"
+                f"non-finite gradient norm in {len(bad)} of {len(names)} variables: "
+                + ", ".join(bad[:5])
                 + (" ..." if len(bad) > 5 else "")
             )
         return facts
@@ -283,10 +282,7 @@ class RunRecorder:
     # -- the end -------------------------------------------------------------------------------
 
     def finish(self) -> Run:
-        self.status = self.state.read_status()
-        self.drain(int(self.status[st.STEP]))
-        if int(self.status[st.TOTAL_BAD]) > self.seen_bad:
-            self._incidents(self.status)
+        self.catch_up()
         self.run.steps = self.steps
         if self.run.status != "crashed" and self.halted:
             self.run.status = "stopped"

@@ -207,7 +207,7 @@ class StepProbe:
         # ring's spare last slot).
         status = state.status.read_value()
         step = status[st.STEP]
-        live = tf.reduce_all(status[st.HALTED : st.CONSECUTIVE_BAD + 1] <= self._budget)
+        live = self._within_budget(status)
         do_apply = live & ~blocking
         self._apply_if(do_apply, grads, tvars)
 
@@ -239,10 +239,10 @@ class StepProbe:
         if self.raise_on_halt:
             self._raise_if_halted(state.status.read_value(), step)
 
-    @property
-    def _budget(self) -> tf.Tensor:
-        """Upper bounds of [halted, total bad, consecutive bad] while the run may go on."""
-        return tf.constant([0, self.limits.max_total, self.limits.max_consecutive], dtype=tf.int64)
+    def _within_budget(self, status: tf.Tensor) -> tf.Tensor:
+        """Graph side of :func:`~nanguard.probe.state.halted`, negated."""
+        budget = tf.constant(self.limits.budget, dtype=tf.int64)
+        return tf.reduce_all(status[st.HALTED : st.CONSECUTIVE_BAD + 1] <= budget)
 
     def _loss_value(self, losses: list[Any]) -> tf.Tensor:
         """The step's loss as the user sees it (loss scaling undone); non-finite if any part is."""
@@ -273,7 +273,7 @@ class StepProbe:
         tf.distribute.get_replica_context().merge_call(cross_replica, args=(pred, grads, tvars))
 
     def _raise_if_halted(self, status: tf.Tensor, step: tf.Tensor) -> None:
-        halt = ~tf.reduce_all(status[st.HALTED : st.CONSECUTIVE_BAD + 1] <= self._budget)
+        halt = ~self._within_budget(status)
         if tf.executing_eagerly():
             if bool(halt):
                 raise TrainingStopped(f"{STOP_MESSAGE} at step {int(step)}")

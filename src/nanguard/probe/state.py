@@ -54,6 +54,16 @@ class Limits:
     max_total: int = 100
     scaler_patience: int = 25
 
+    @property
+    def budget(self) -> list[int]:
+        """Upper bounds of ``status[HALTED : CONSECUTIVE_BAD + 1]`` while the run may go on."""
+        return [0, self.max_total, self.max_consecutive]
+
+
+def halted(status: np.ndarray, limits: Limits) -> bool:
+    """Host side of the graph's rule: a stop happened, or the skip budget is spent."""
+    return bool((status[HALTED : CONSECUTIVE_BAD + 1] > limits.budget).any())
+
 
 def _var(value: tf.Tensor | np.ndarray, name: str, **kwargs: object) -> tf.Variable:
     return tf.Variable(
