@@ -292,3 +292,12 @@ def test_dataset_rows_are_named_even_when_fit_shuffles() -> None:
     incident = guard.report.runs[0].incidents[0]
     assert incident.root_cause == "input_nonfinite"
     assert incident.dataset_indices == [133]
+
+
+def test_dataset_rows_of_dict_inputs_follow_keras_key_order() -> None:
+    keras.utils.set_random_seed(0)
+    case = FAULTS["dict_inputs_nan"]()  # the NaN is in input "b", row 123
+    data = {"b": case.x["b"], "a": case.x["a"]}  # insertion order differs from Keras' sorted one
+    guard = nanguard.Guard(verbose=False, data=data)
+    case.model.fit(data, case.y, verbose=0, callbacks=[guard], **case.fit)
+    assert guard.report.runs[0].incidents[0].dataset_indices == [123]

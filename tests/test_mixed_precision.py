@@ -63,6 +63,7 @@ def test_float16_overflow_caught_at_its_step(mixed_float16) -> None:
     incident = guard.report.runs[0].incidents[0]
     assert incident.step == 4
     assert incident.root_cause == "float16_overflow"
+    assert (incident.layer, incident.samples) == (model.layers[1].name, [150 - 128])
     assert all(np.isfinite(w).all() for w in model.get_weights())
     for got, expected in zip(model.get_weights(), ref.before_bad, strict=True):
         np.testing.assert_array_equal(got, expected)

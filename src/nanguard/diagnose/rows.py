@@ -13,14 +13,18 @@ import numpy as np
 MAX_SAMPLES = 50
 
 
+def leaves(value: Any) -> list[Any]:
+    """The arrays of a (nested) batch in ``tf.nest`` order: dicts by sorted key, as Keras does."""
+    import tensorflow as tf
+
+    return [v for v in tf.nest.flatten(value) if v is not None]
+
+
 def _first_array(value: Any) -> np.ndarray | None:
-    if isinstance(value, dict):
-        value = next(iter(value.values()), None)
-    elif isinstance(value, list | tuple):
-        value = value[0] if value else None
-    if value is None or not hasattr(value, "shape") or not hasattr(value, "dtype"):
+    found = leaves(value)
+    if not found or not hasattr(found[0], "shape") or not hasattr(found[0], "dtype"):
         return None
-    array = np.asarray(value)
+    array = np.asarray(found[0])
     return array.reshape(len(array), -1) if array.ndim else None
 
 

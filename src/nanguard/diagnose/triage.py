@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from nanguard.contract import Alternative
+from nanguard.diagnose.rows import leaves
 from nanguard.probe import state as st
 from nanguard.probe.capture import CapturedBatch
 
@@ -29,6 +30,18 @@ class Facts:
     history: dict[str, np.ndarray]  # rows before the step (see History.before)
     model: Any = None
     error: BaseException | None = None
+    _forward: Any = field(default=None, repr=False)
+
+    def forward(self) -> tuple[str, list[int], str] | None:
+        """The eager forward replay (first non-finite layer), run once for all rules."""
+        if self._forward is None:
+            from nanguard.diagnose.replay import first_nonfinite_layer
+
+            found = None
+            if self.batch is not None and self.model is not None:
+                found = first_nonfinite_layer(self.model, self.batch.x)
+            self._forward = (found,)
+        return self._forward[0]
 
 
 @dataclass
@@ -85,22 +98,18 @@ def _flat_samples(a: Any) -> np.ndarray | None:
     return arr.reshape(arr.shape[0], -1)
 
 
-def _first_array(value: Any) -> Any:
-    import tensorflow as tf
-
-    flat = [v for v in tf.nest.flatten(value) if v is not None]
+def _only_array(value: Any) -> Any:
+    flat = leaves(value)
     return flat[0] if len(flat) == 1 else None
 
 
 def _nonfinite_rows(value: Any) -> tuple[list[int], list[int], int, str | None]:
     """Samples and flat features holding NaN/Inf across all arrays of ``value``; and a name."""
-    import tensorflow as tf
-
     samples: set[int] = set()
     features: set[int] = set()
     count = 0
     name = None
-    for path, arr in _named_leaves(value, tf):
+    for path, arr in _named_leaves(value):
         flat = _flat_samples(arr)
         if flat is None or flat.dtype.kind != "f":
             continue
@@ -114,10 +123,10 @@ def _nonfinite_rows(value: Any) -> tuple[list[int], list[int], int, str | None]:
     return sorted(samples), sorted(features), count, name
 
 
-def _named_leaves(value: Any, tf: Any) -> list[tuple[str, Any]]:
+def _named_leaves(value: Any) -> list[tuple[str, Any]]:
     if isinstance(value, dict):
         return [(str(k), v) for k, v in value.items() if v is not None]
-    flat = [v for v in tf.nest.flatten(value) if v is not None]
+    flat = leaves(value)
     return [(f"input {i}" if len(flat) > 1 else "input", v) for i, v in enumerate(flat)]
 
 
@@ -231,7 +240,7 @@ def _label_fixes(units: int, label: int) -> list[str]:
 def _labels(facts: Facts) -> Diagnosis | None:
     if not facts.flags & st.LABEL_OUT_OF_RANGE or facts.batch is None:
         return None
-    y = _flat_samples(_first_array(facts.batch.y))
+    y = _flat_samples(_only_array(facts.batch.y))
     units = _output_units(facts.model)
     if y is None or units is None:
         return Diagnosis(
@@ -273,12 +282,9 @@ def _output_units(model: Any) -> int | None:
 def _float16(facts: Facts) -> Diagnosis | None:
     policy = getattr(getattr(facts.model, "dtype_policy", None), "compute_dtype", None)
     stuck = bool(facts.flags & st.SCALER_STUCK)
-    if not stuck and policy != "float16":
-        return None
-    if not stuck and not facts.flags & st.LOSS_NONFINITE:
-        return None
+    loss_bad = bool(facts.flags & st.LOSS_NONFINITE)
     evidence = [f"the compute dtype is {policy}; float16 overflows above 65504"]
-    if stuck and not facts.flags & st.LOSS_NONFINITE:
+    if stuck and not loss_bad:
         # The scale fell by 2**patience and the loss stayed finite: an overflow in the backward
         # pass would have gone with the scale. What is left does not depend on it: 0/0, sqrt(0).
         return Diagnosis(
@@ -297,10 +303,24 @@ def _float16(facts: Facts) -> Diagnosis | None:
                 "if it still fails, the fault is not float16.",
             ],
         )
+    # A non-finite loss is float16's doing only if the replay (in the same policy) shows a layer
+    # computing in float16 whose output overflows while its inputs are finite.
+    found = facts.forward() if loss_bad and policy == "float16" else None
+    layer = _layer(facts.model, found[0]) if found else None
+    if layer is None or getattr(layer, "compute_dtype", None) != "float16":
+        return None
+    name, samples, detail = found
     return Diagnosis(
         "float16_overflow",
         0.8,
-        evidence=evidence,
+        [Alternative("unstable_op", 0.15)],
+        layer=name,
+        samples=samples,
+        evidence=[
+            *evidence,
+            f"replaying the batch: layer '{name}' (computing in float16) outputs non-finite "
+            f"values while its inputs are finite ({detail})",
+        ],
         fixes=[
             "Keep the overflowing layer in float32: pass `dtype='float32'` to it (and always to "
             "the final activation / softmax).",
@@ -423,7 +443,7 @@ def _learning_rate_value(model: Any) -> float | None:
 def _input_scale(facts: Facts) -> Diagnosis | None:
     if facts.batch is None:
         return None
-    x = _flat_samples(_first_array(facts.batch.x))
+    x = _flat_samples(_only_array(facts.batch.x))
     if x is None:
         return None
     peak = float(np.max(np.abs(x)))
@@ -459,12 +479,15 @@ def _input_scale(facts: Facts) -> Diagnosis | None:
 # -- replay ---------------------------------------------------------------------------------------
 
 
-def _replay(facts: Facts) -> Diagnosis | None:
-    from nanguard.diagnose.replay import first_nonfinite_layer
-
-    if facts.batch is None or facts.model is None:
+def _layer(model: Any, name: str) -> Any:
+    try:
+        return model.get_layer(name)
+    except (AttributeError, ValueError):
         return None
-    found = first_nonfinite_layer(facts.model, facts.batch.x)
+
+
+def _replay(facts: Facts) -> Diagnosis | None:
+    found = facts.forward()
     if found is None:
         return None
     layer, samples, detail = found

@@ -200,7 +200,7 @@ class StepProbe:
             seen = local
         # Under a LossScaleOptimizer, non-finite gradients are its business: it skips the step and
         # lowers the scale. Only the loss, the labels, and a scaler stuck on skipping are ours.
-        blocking = tf.reduce_any(seen & _SCALER_MASK) if self.is_scaler else tf.reduce_any(seen)
+        blocking = self._blocking(seen)
 
         # Once halted (a stop, or the skip budget spent: checked against the counts before this
         # step) a step is dead: no update, and neither counted nor recorded (its row goes to the
@@ -229,7 +229,7 @@ class StepProbe:
         row += [[tf.cast(run, tf.float32)], grad_sq]
         state.rows[tf.where(live, step % state.ring, state.ring)].assign(tf.concat(row, 0))
 
-        locally_bad = tf.reduce_any(local) & live
+        locally_bad = self._blocking(local) & live  # this replica's batch is worth keeping
         if ctx is not None:
             ctx.exports = {"bad": locally_bad, "step": step}
         elif self.capture is not None and not trace.in_xla():
@@ -238,6 +238,9 @@ class StepProbe:
                 self.capture.store(batch, locally_bad, step)
         if self.raise_on_halt:
             self._raise_if_halted(state.status.read_value(), step)
+
+    def _blocking(self, verdicts: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_any(verdicts & _SCALER_MASK) if self.is_scaler else tf.reduce_any(verdicts)
 
     def _within_budget(self, status: tf.Tensor) -> tf.Tensor:
         """Graph side of :func:`~nanguard.probe.state.halted`, negated."""
