@@ -1,13 +1,17 @@
 """What the guard costs per training step, against plain Keras measured in the same run.
 
-Configurations: plain ``fit``, ``TerminateOnNaN``, ``nanguard.Guard()``,
-``tf.debugging.enable_check_numerics`` and Debugger V2 (``CURT_HEALTH``). Each gets its own copy
+Configurations: plain ``fit``, ``TerminateOnNaN``, ``nanguard.Guard()`` (pre-flight and
+precursor monitors on, activation statistics at their default rate),
+``guard+activations`` (``Guard(activation_every=10)``: a forward pass over the kept batch every
+10 steps, 20x the default rate), ``tf.debugging.enable_check_numerics`` and Debugger V2
+(``CURT_HEALTH``). Each gets its own copy
 of the model (same seed), traced once under its configuration. Then, round after round, every
 configuration trains ``--steps`` steps, in an order that rotates each round; a round's ratio is a
 configuration's median step time over plain ``fit``'s in the same round, so the slow drift of a
 shared machine cancels out. Debugger V2 runs in a second phase against plain ``fit`` alone,
 because it cannot be switched off and on again. Printed: the median ratio over rounds and its
-interquartile range.
+interquartile range, for the median step time (the steady step) and for the mean step time
+(which also carries the host's periodic work: weight samples, activation samples).
 
     python benchmarks/overhead.py [--rounds 15] [--steps 40] [--batch 64] [--models mlp,cnn,gru]
 """
@@ -101,7 +105,7 @@ class Config:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.guard = nanguard.Guard(verbose=False) if name == "guard" else None
+        self.guard = GUARDS[name]() if name in GUARDS else None
 
     def callbacks(self) -> list[keras.callbacks.Callback]:
         if self.name == "terminate_on_nan":
@@ -127,7 +131,23 @@ def enable_debugger_v2() -> None:
     )
 
 
-CONFIGS = ["plain", "terminate_on_nan", "guard", "check_numerics", "debugger_v2"]
+CONFIGS = [
+    "plain",
+    "terminate_on_nan",
+    "guard",
+    "guard+activations",
+    "check_numerics",
+    "debugger_v2",
+]
+ACTIVATION_EVERY = 10
+GUARDS = {
+    "guard": lambda: nanguard.Guard(verbose=False),
+    "guard+activations": lambda: nanguard.Guard(verbose=False, activation_every=ACTIVATION_EVERY),
+    # --quick only: the guard without pre-flight and monitors, to see what they add
+    "guard-monitors": lambda: nanguard.Guard(
+        verbose=False, preflight=False, monitors=False, activation_every=0
+    ),
+}
 
 
 def _fit(model: keras.Model, x: Any, y: Any, config: Config, steps: int, batch: int) -> list[float]:
@@ -158,20 +178,26 @@ def prepare(name: str, configs: list[Config], batch: int) -> Models:
     return models
 
 
+Ratios = dict[str, dict[str, list[float]]]  # statistic -> configuration -> one per round
+
+
 def alternate(
     configs: list[Config], models: Models, rounds: int, steps: int, batch: int
-) -> dict[str, list[float]]:
-    """Per configuration, its ratio to plain ``fit`` in each round (rounds rotate the order)."""
-    ratios: dict[str, list[float]] = {c.name: [] for c in configs}
+) -> Ratios:
+    """Per configuration, its median and mean step time over plain ``fit``'s in each round
+    (rounds rotate the order)."""
+    ratios: Ratios = {stat: {c.name: [] for c in configs} for stat in STATISTICS}
     for r in range(rounds):
-        medians = {}
+        times = {}
         for config in configs[r % len(configs) :] + configs[: r % len(configs)]:
-            medians[config.name] = statistics.median(
-                _fit(*models[config.name], config, steps, batch)
-            )
-        for c in configs:
-            ratios[c.name].append(medians[c.name] / medians["plain"])
+            times[config.name] = _fit(*models[config.name], config, steps, batch)
+        for stat, measure in STATISTICS.items():
+            for c in configs:
+                ratios[stat][c.name].append(measure(times[c.name]) / measure(times["plain"]))
     return ratios
+
+
+STATISTICS = {"median": statistics.median, "mean": statistics.fmean}
 
 
 def main() -> None:
@@ -182,9 +208,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--models", default="mlp,cnn,gru")
-    parser.add_argument("--quick", action="store_true", help="plain and guard only")
+    parser.add_argument(
+        "--quick", action="store_true", help="plain and the guard (without monitors too) only"
+    )
     args = parser.parse_args()
-    names = ["plain", "guard"] if args.quick else CONFIGS
+    names = ["plain", "guard-monitors", "guard", "guard+activations"] if args.quick else CONFIGS
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, nanguard {package_version()}")
     print(
         f"{args.rounds} rounds x {args.steps} steps, batch {args.batch}: step time over plain fit, "
@@ -205,14 +233,17 @@ def main() -> None:
         for m in models:
             traced[m].update(prepare(m, [debugger], args.batch))
             ratios = alternate([plain, debugger], traced[m], args.rounds, args.steps, args.batch)
-            results[m]["debugger_v2"] = ratios["debugger_v2"]
-    print(f"{'model':6}" + "".join(f"{c:>24}" for c in names[1:]))
-    for m in models:
-        cells = []
-        for c in names[1:]:
-            q1, q2, q3 = statistics.quantiles(results[m][c], n=4)
-            cells.append(f"{q2:.3f}x [{q1:.3f}-{q3:.3f}]".rjust(24))
-        print(f"{m:6}" + "".join(cells), flush=True)
+            for stat in STATISTICS:
+                results[m][stat]["debugger_v2"] = ratios[stat]["debugger_v2"]
+    for stat in STATISTICS:
+        print(f"\n{stat} step time over plain fit's")
+        print(f"{'model':6}" + "".join(f"{c:>24}" for c in names[1:]))
+        for m in models:
+            cells = []
+            for c in names[1:]:
+                q1, q2, q3 = statistics.quantiles(results[m][stat][c], n=4)
+                cells.append(f"{q2:.3f}x [{q1:.3f}-{q3:.3f}]".rjust(24))
+            print(f"{m:6}" + "".join(cells), flush=True)
 
 
 if __name__ == "__main__":
