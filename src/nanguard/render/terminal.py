@@ -15,28 +15,15 @@ from rich.panel import Panel
 from rich.table import Table
 
 from nanguard.contract import Incident, Run
+from nanguard.render.digest import group_warnings, steps_text
+from nanguard.render.words import ACTION, SYMPTOM, where
 
-_SYMPTOM = {
-    "nonfinite_loss": "the loss became non-finite",
-    "nonfinite_gradient": "a gradient became non-finite",
-    "nonfinite_weights": "the updated weights became non-finite",
-    "error": "training raised an error",
-}
-_ACTION = {
-    "stopped": "training stopped; the weights are the last finite ones",
-    "skipped": "the batch was skipped; training went on",
-    "none": "no action",
-}
+MAX_WARNING_LINES = 10
+_SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "dim"}
 
 
 def _console(file: IO[str] | None) -> Console:
     return Console(file=file or sys.stderr, highlight=False, soft_wrap=False)
-
-
-def _where(incident: Incident) -> str:
-    if incident.epoch is not None:
-        return f"step {incident.step} (epoch {incident.epoch}, batch {incident.batch})"
-    return f"step {incident.step}"
 
 
 def incident_panel(run: Run, incident: Incident) -> Panel:
@@ -50,6 +37,8 @@ def incident_panel(run: Run, incident: Incident) -> Panel:
         grid.add_row(
             "layer", escape(incident.layer) + (f", op {escape(incident.op)}" if incident.op else "")
         )
+    elif incident.op:
+        grid.add_row("op", escape(incident.op))
     if incident.samples:
         shown = ", ".join(map(str, incident.samples[:10])) + (
             " ..." if len(incident.samples) > 10 else ""
@@ -63,8 +52,9 @@ def incident_panel(run: Run, incident: Incident) -> Panel:
         grid.add_row("[green]fix first[/]", f"[green]{escape(incident.fixes[0])}[/]")
     for fix in incident.fixes[1:3]:
         grid.add_row("", escape(fix))
-    grid.add_row("action", _ACTION.get(incident.action, incident.action))
-    title = f"nanguard: {_SYMPTOM[incident.symptom]} at {_where(incident)} of {escape(run.model)}"
+    grid.add_row("action", ACTION.get(incident.action, incident.action))
+    place = where(incident.step, incident.epoch, incident.batch)
+    title = f"nanguard: {SYMPTOM[incident.symptom]} at {place} of {escape(run.model)}"
     return Panel(grid, title=title, title_align="left", border_style="red")
 
 
@@ -82,5 +72,23 @@ def summary_line(run: Run) -> str:
     )
 
 
+def warning_lines(run: Run) -> list[str]:
+    """One line per kind of warning (code and layer), however often it was raised."""
+    groups = group_warnings(run.warnings)
+    lines = [
+        f"[{_SEVERITY_STYLE.get(g.severity, '')}]{escape(g.severity)}[/] {escape(g.code)}"
+        + (f" in {escape(g.layer)}" if g.layer else "")
+        + f" ({steps_text(g)}): {escape(g.message)}"
+        for g in groups[:MAX_WARNING_LINES]
+    ]
+    if len(groups) > MAX_WARNING_LINES:
+        lines.append(f"... and {len(groups) - MAX_WARNING_LINES} more kinds of warning")
+    return lines
+
+
 def print_run_summary(run: Run, file: IO[str] | None = None) -> None:
-    _console(file).print(escape(summary_line(run)), soft_wrap=True)
+    """The summary line, then the run's warnings, one line each."""
+    console = _console(file)
+    console.print(escape(summary_line(run)), soft_wrap=True)
+    for line in warning_lines(run):
+        console.print("  " + line, soft_wrap=True)
