@@ -144,7 +144,7 @@ def exp_overflow() -> Case:
         [
             keras.Input((4,)),
             keras.layers.Dense(8, kernel_initializer="ones"),
-            Exp(),
+            Exp(name="exp"),
             keras.layers.Dense(1),
         ]
     )
@@ -165,7 +165,12 @@ def sqrt_at_zero() -> Case:
     x[70] = 0.0
     y = rng.normal(size=(128, 1)).astype("float32")
     model = keras.Sequential(
-        [keras.Input((4,)), keras.layers.Dense(4, use_bias=False), Norm(), keras.layers.Dense(1)]
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(4, use_bias=False),
+            Norm(name="norm"),
+            keras.layers.Dense(1),
+        ]
     )
     model.compile("sgd", "mse")
     return Case(model, x, y, {"batch_size": 16, "shuffle": False})
@@ -188,7 +193,7 @@ def fully_masked_softmax() -> Case:
     mask[99] = 0.0
     y = rng.integers(0, 3, 192)
     s_in, m_in = keras.Input((5,)), keras.Input((5,))
-    weights = MaskedSoftmax()([keras.layers.Dense(5)(s_in), m_in])
+    weights = MaskedSoftmax(name="masked_softmax")([keras.layers.Dense(5)(s_in), m_in])
     out = keras.layers.Dense(3, activation="softmax")(weights)
     model = keras.Model([s_in, m_in], out)
     model.compile("adam", "sparse_categorical_crossentropy")
@@ -217,6 +222,152 @@ def dict_inputs_nan() -> Case:
     return Case(model, {"a": a, "b": b}, y, {"batch_size": 20, "shuffle": False})
 
 
+class SafeLog(keras.layers.Layer):
+    """The `where` trick: log(h) where h > 0, else 0. Finite forward; at h == 0 (a relu's zeros)
+    the untaken log branch is -inf and its gradient 1/0, so the backward pass is 0 x inf = NaN."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.proj = keras.layers.Dense(4, activation="relu", name="proj")
+
+    def call(self, x: Any) -> Any:
+        h = self.proj(x)
+        return ops.where(h > 0, ops.log(h), ops.zeros_like(h))
+
+
+def where_trick() -> Case:
+    rng = np.random.default_rng(30)
+    x = rng.normal(size=(128, 6)).astype("float32")
+    y = rng.normal(size=(128, 1)).astype("float32")
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.BatchNormalization(name="bn"),
+            SafeLog(name="safe_log"),
+            keras.layers.Dense(1, name="out"),
+        ]
+    )
+    model.compile("sgd", "mse")
+    return Case(model, x, y, {"batch_size": 16, "shuffle": False})
+
+
+class Scorer(keras.Model):
+    """A subclassed model that exponentiates its score in its own ``call``."""
+
+    def __init__(self) -> None:
+        super().__init__(name="scorer")
+        self.hidden = keras.layers.Dense(8, activation="tanh", name="hidden")
+        self.score = keras.layers.Dense(1, name="score")
+
+    def call(self, x: Any) -> Any:
+        return ops.exp(self.score(self.hidden(x)) * 200.0)
+
+
+def subclassed_exp() -> Case:
+    rng = np.random.default_rng(31)
+    x = rng.normal(size=(256, 5)).astype("float32")
+    y = rng.random((256, 1)).astype("float32")
+    model = Scorer()
+    model(x[:1])  # built before fit, so the reference run can keep its pre-step weights
+    model.compile(keras.optimizers.Adam(0.05), "mse")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False})
+
+
+def relu_into_crossentropy() -> Case:
+    rng = np.random.default_rng(33)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = keras.utils.to_categorical(rng.integers(0, 3, 256), 3)
+    model = _mlp(8, 3, activation="relu")
+    model.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False})
+
+
+def wide_init() -> Case:
+    rng = np.random.default_rng(34)
+    x = rng.normal(size=(128, 16)).astype("float32")
+    y = rng.normal(size=(128, 1)).astype("float32")
+    init = keras.initializers.RandomNormal(stddev=8.0)
+    deep = [
+        keras.layers.Dense(64, activation="relu", kernel_initializer=init, name=f"deep_{i}")
+        for i in range(8)
+    ]
+    model = keras.Sequential([keras.Input((16,)), *deep, keras.layers.Dense(1, name="out")])
+    model.compile(keras.optimizers.SGD(1e-4), "mse")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False})
+
+
+def extreme_records() -> Case:
+    x, y = _regression(np.random.default_rng(35))
+    x[[97, 98]] *= 1e5  # two records in the wrong unit
+    model = _mlp(6, 1)
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False})
+
+
+def diverging_lr() -> Case:
+    x, y = _regression(np.random.default_rng(36), n=640)
+    model = _mlp(6, 1)
+    model.compile(keras.optimizers.SGD(0.9, momentum=0.9), "mse")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False})
+
+
+def nested_two_inputs() -> Case:
+    """A functional model with two inputs whose first branch is itself a model (an encoder) that
+    exponentiates: one record of the first input gives a finite 7e20 there, and the loss
+    overflows."""
+    rng = np.random.default_rng(37)
+    a = rng.normal(size=(160, 4)).astype("float32")
+    b = rng.normal(size=(160, 3)).astype("float32")
+    a[45] = 12.0
+    y = rng.normal(size=(160, 1)).astype("float32")
+    enc_in = keras.Input((4,))
+    encoded = Exp(name="inner_exp")(
+        keras.layers.Dense(6, kernel_initializer="ones", name="enc_dense")(enc_in)
+    )
+    encoder = keras.Model(enc_in, encoded, name="encoder")
+    in_a, in_b = keras.Input((4,), name="a"), keras.Input((3,), name="b")
+    merged = keras.layers.Concatenate()([encoder(in_a), keras.layers.Dense(3)(in_b)])
+    model = keras.Model([in_a, in_b], keras.layers.Dense(1, name="head")(merged))
+    model.compile("adam", "mse")
+    return Case(model, [a, b], y, {"batch_size": 32, "shuffle": False})
+
+
+def nan_record_batchnorm() -> Case:
+    """A NaN record through BatchNormalization: its moving statistics must not turn NaN."""
+    rng = np.random.default_rng(38)
+    x = rng.random((192, 8, 8, 1), dtype=np.float32)
+    x[77, 3, 3, 0] = np.nan
+    y = rng.integers(0, 3, 192)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False})
+
+
+# What the diagnosis must say: root cause, layer, op, dataset rows (None: not checked).
+DIAGNOSED: dict[str, tuple[str, str | None, str | None, list[int] | None]] = {
+    "where_trick": ("unstable_gradient", "safe_log", "Log", None),
+    "subclassed_exp": ("unstable_op", "scorer", "Exp", None),
+    "sqrt_at_zero": ("unstable_gradient", "norm", "Sqrt", [70]),
+    "exp_overflow": ("unstable_op", "exp", "Exp", None),
+    "nested_two_inputs": ("unstable_op", "inner_exp", None, None),
+    "fully_masked_softmax": ("unstable_op", "masked_softmax", "Softmax", [99]),
+    "log_of_zero_loss": ("unstable_loss", None, "Log", None),
+    "relu_into_crossentropy": ("output_loss_mismatch", None, "RealDiv", None),
+    "wide_init": ("bad_initialization", "deep_1", None, None),  # where the overflow starts
+    "extreme_records": ("input_outlier", None, None, [97, 98]),
+    "diverging_lr": ("learning_rate_too_high", None, None, None),
+}
+
+
 FAULTS: dict[str, Callable[[], Case]] = {
     f.__name__: f
     for f in (
@@ -233,6 +384,14 @@ FAULTS: dict[str, Callable[[], Case]] = {
         fully_masked_softmax,
         nan_sample_weight,
         dict_inputs_nan,
+        where_trick,
+        subclassed_exp,
+        relu_into_crossentropy,
+        wide_init,
+        extreme_records,
+        diverging_lr,
+        nested_two_inputs,
+        nan_record_batchnorm,
     )
 }
 

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from nanguard.guard.session import Session, is_guard_stop
+from nanguard.probe.apply import TrainingStopped
 
 
 def _loop(bad_row: int | None, *, compiled: bool = True, apply_style: str = "apply_gradients"):
@@ -112,23 +113,33 @@ def test_healthy_loop_is_untouched() -> None:
         np.testing.assert_array_equal(got, expected)
 
 
-def test_label_error_in_a_loop_is_reported_as_a_crash() -> None:
+def test_label_out_of_range_in_a_loop_is_caught_before_the_loss_op() -> None:
+    """On CPU the loss op would raise, on a GPU give NaN: the guard checks labels first."""
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(48, 4)).astype("float32")
+    labels = np.arange(48) % 3
+    labels[37] = 5  # three classes
     session = Session("stop", verbose=False)
     session.install()
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     try:
-        with pytest.raises(tf.errors.InvalidArgumentError) as raised:
-            with tf.GradientTape() as tape:
-                loss = loss_fn(np.array([0, 5]), model(np.zeros((2, 4), "float32")))
-            tape.gradient(loss, model.trainable_variables)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        optimizer = keras.optimizers.SGD(0.1)
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        before = None
+        with pytest.raises(TrainingStopped):
+            for start in range(0, 48, 16):
+                before = [w.copy() for w in model.get_weights()]
+                with tf.GradientTape() as tape:
+                    loss = loss_fn(labels[start : start + 16], model(x[start : start + 16]))
+                grads = tape.gradient(loss, model.trainable_variables)
+                optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
     finally:
         session.uninstall()
-    run = session.finish(raised.value).runs[0]
-    assert run.status == "crashed"
-    incident = run.incidents[0]
-    assert (incident.symptom, incident.root_cause) == ("error", "label_out_of_range")
-    assert "label 5" in incident.evidence[0]
+    incident = session.finish(None).runs[0].incidents[0]
+    assert (incident.step, incident.root_cause) == (2, "label_out_of_range")
+    assert incident.samples == [37 - 32]
+    for got, expected in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_xla_loop_is_guarded_without_asserts() -> None:

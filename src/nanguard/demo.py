@@ -2,7 +2,8 @@
 
 Each scenario is plain Keras code, the way a user would write it (the seed articles'
 situations: one corrupt record among 9000 images, 0/0 in hand-written standardization, labels
-past the output units, a learning rate that no longer fits, a hand-written ``GradientTape`` loop).
+past the output units, a learning rate that no longer fits, unscaled pixel values, a hand-written
+``GradientTape`` loop).
 They run in this process under the same guard as ``nanguard run``.
 """
 
@@ -84,13 +85,32 @@ def label_range() -> None:
 def learning_rate() -> None:
     keras = _keras()
     rng = np.random.default_rng(3)
+    x = rng.normal(size=(9000, 16)).astype("float32")  # standardized features
+    y = x @ rng.normal(size=(16, 1)).astype("float32") + rng.normal(size=(9000, 1))
+    model = keras.Sequential(
+        [
+            keras.Input((16,)),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(1),
+        ],
+        name="regressor_lr",
+    )
+    # Survives the 4 steps of 100 samples; 9000 samples give it time to diverge.
+    model.compile(keras.optimizers.SGD(learning_rate=0.2, momentum=0.9), "mse")
+    model.fit(x, y.astype("float32"), batch_size=32, epochs=1, verbose=0)
+
+
+def unscaled_pixels() -> None:
+    keras = _keras()
+    rng = np.random.default_rng(3)
     x = rng.uniform(0, 255, (9000, 16)).astype("float32")  # raw pixel scale
     y = x @ rng.normal(size=(16, 1)).astype("float32") / 255.0
     model = keras.Sequential(
         [keras.Input((16,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)],
         name="pixel_regressor",
     )
-    model.compile(keras.optimizers.SGD(learning_rate=0.01), "mse")  # fine on 100 images
+    model.compile(keras.optimizers.SGD(learning_rate=0.01), "mse")  # suits x / 255.0
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
 
 
@@ -134,7 +154,12 @@ SCENARIOS = [
     Scenario("zero-std", "0/0 in hand-written standardization (a constant column)", zero_std),
     Scenario("label-range", "labels 1..10 for a 10-unit softmax", label_range),
     Scenario(
-        "learning-rate", "a learning rate that fit 100 images, on 9000 unscaled ones", learning_rate
+        "learning-rate", "a learning rate that survived 100 samples, on 9000", learning_rate
+    ),
+    Scenario(
+        "unscaled-pixels",
+        "raw 0..255 pixel values with a learning rate that suits scaled ones",
+        unscaled_pixels,
     ),
     Scenario(
         "gradient-tape",

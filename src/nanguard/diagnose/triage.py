@@ -1,9 +1,14 @@
-"""First diagnosis of an incident: rules over measured evidence, cheapest first.
+"""Diagnosis of an incident: rules over measured evidence, most specific first.
 
-Order matters: a fault in the data explains everything downstream of it, so the batch is read
-first; then what the in-graph probes recorded (labels, loss scaler, gradient and loss history);
-then an eager forward replay of the batch on the pre-step weights (which the guard kept intact)
-to find the first layer whose output goes non-finite. Every claim carries its number.
+Order matters. A fault in the data explains everything downstream of it, so the batch is read
+first (non-finite values, labels, targets outside the loss's domain); then the mixed-precision
+evidence; then the eager replay of the step (:mod:`nanguard.diagnose.replay`), which names the
+layer, op and samples where a value first went non-finite. An op that cannot take the values it
+was given (exp, log, division, sqrt, softmax) is the cause itself; a plain multiply or add that
+overflowed only says that magnitudes got too big, and the rules in
+:mod:`nanguard.diagnose.magnitude` then say why (outlier samples, unscaled data, the initial
+weights, gradients growing over steps, a learning rate that diverged). Every claim carries its
+number.
 """
 
 from __future__ import annotations
@@ -15,11 +20,20 @@ from typing import Any
 import numpy as np
 
 from nanguard.contract import Alternative
+from nanguard.diagnose import losses, magnitude
 from nanguard.diagnose.rows import leaves
 from nanguard.probe import state as st
 from nanguard.probe.capture import CapturedBatch
 
 MAX_LISTED = 10
+
+# Ops whose domain or range is limited: a non-finite value out of finite inputs is their doing.
+DOMAIN_OPS = frozenset(
+    """
+    Exp Expm1 Log Log1p Sqrt Rsqrt RealDiv Div FloorDiv Reciprocal Inv Pow Softmax LogSoftmax
+    Xlogy Xdivy Xlog1py Lgamma Digamma Atanh Acosh Asin Acos Tan Sinh Cosh Mean Softplus
+    """.split()
+)
 
 
 @dataclass
@@ -30,18 +44,39 @@ class Facts:
     history: dict[str, np.ndarray]  # rows before the step (see History.before)
     model: Any = None
     error: BaseException | None = None
-    _forward: Any = field(default=None, repr=False)
+    loss: Any = None  # the Keras loss a hand-written loop used, when known
+    variable_names: list[str] = field(default_factory=list)  # columns of history["grad_norms"]
+    source: Any = None  # the data the user trains on, when known (see diagnose.rows)
+    replay_error: str | None = None
+    _replay: Any = field(default=None, repr=False)
 
-    def forward(self) -> tuple[str, list[int], str] | None:
-        """The eager forward replay (first non-finite layer), run once for all rules."""
-        if self._forward is None:
-            from nanguard.diagnose.replay import first_nonfinite_layer
+    def replay(self) -> Any:
+        """The eager replay of the step (:class:`~nanguard.diagnose.replay.StepReplay`), once."""
+        if self._replay is None:
+            from nanguard.diagnose.replay import replay_step
 
             found = None
             if self.batch is not None and self.model is not None:
-                found = first_nonfinite_layer(self.model, self.batch.x)
-            self._forward = (found,)
-        return self._forward[0]
+                try:
+                    found = replay_step(
+                        self.model,
+                        self.batch.x,
+                        self.batch.y,
+                        self.batch.sample_weight,
+                        loss=self.loss,
+                    )
+                except Exception as exc:  # a model the replay cannot run: rules without it
+                    self.replay_error = f"{type(exc).__name__}: {exc}"
+            self._replay = (found,)
+        return self._replay[0]
+
+    def replayed(self) -> Any:
+        """The replay if a rule already ran it (None otherwise): reporting never forces one."""
+        return self._replay[0] if self._replay is not None else None
+
+    def culprit(self) -> Any:
+        replay = self.replay()
+        return replay.culprit if replay is not None else None
 
 
 @dataclass
@@ -55,6 +90,7 @@ class Diagnosis:
     features: list[int] | None = None
     evidence: list[str] = field(default_factory=list)
     fixes: list[str] = field(default_factory=list)
+    dataset_rows: list[int] | None = None  # rows named from the data itself, not the batch
 
 
 def symptom(flags: int, error: BaseException | None) -> str:
@@ -73,12 +109,11 @@ def diagnose(facts: Facts) -> Diagnosis:
         _error_message,
         _labels,
         _nonfinite_data,
+        _invalid_target,
         _float16,
-        _replay,
-        _loss_replay,
-        _exploding,
-        _learning_rate,
-        _input_scale,
+        _localized,
+        _saturated_output,
+        _from_magnitudes,
     ):
         found = rule(facts)
         if found is not None:
@@ -86,10 +121,15 @@ def diagnose(facts: Facts) -> Diagnosis:
     return _unknown(facts)
 
 
+def listed(values: list[int]) -> str:
+    head = ", ".join(str(v) for v in values[:MAX_LISTED])
+    return head + (f" and {len(values) - MAX_LISTED} more" if len(values) > MAX_LISTED else "")
+
+
 # -- data ------------------------------------------------------------------------------------
 
 
-def _flat_samples(a: Any) -> np.ndarray | None:
+def flat_samples(a: Any) -> np.ndarray | None:
     if a is None:
         return None
     arr = np.asarray(a)
@@ -98,7 +138,7 @@ def _flat_samples(a: Any) -> np.ndarray | None:
     return arr.reshape(arr.shape[0], -1)
 
 
-def _only_array(value: Any) -> Any:
+def only_array(value: Any) -> Any:
     flat = leaves(value)
     return flat[0] if len(flat) == 1 else None
 
@@ -110,7 +150,7 @@ def _nonfinite_rows(value: Any) -> tuple[list[int], list[int], int, str | None]:
     count = 0
     name = None
     for path, arr in _named_leaves(value):
-        flat = _flat_samples(arr)
+        flat = flat_samples(arr)
         if flat is None or flat.dtype.kind != "f":
             continue
         bad = ~np.isfinite(flat)
@@ -125,14 +165,9 @@ def _nonfinite_rows(value: Any) -> tuple[list[int], list[int], int, str | None]:
 
 def _named_leaves(value: Any) -> list[tuple[str, Any]]:
     if isinstance(value, dict):
-        return [(str(k), v) for k, v in value.items() if v is not None]
+        return [(str(k), v) for k, v in sorted(value.items()) if v is not None]
     flat = leaves(value)
     return [(f"input {i}" if len(flat) > 1 else "input", v) for i, v in enumerate(flat)]
-
-
-def _listed(values: list[int]) -> str:
-    head = ", ".join(str(v) for v in values[:MAX_LISTED])
-    return head + (f" and {len(values) - MAX_LISTED} more" if len(values) > MAX_LISTED else "")
 
 
 def _nonfinite_data(facts: Facts) -> Diagnosis | None:
@@ -149,10 +184,15 @@ def _nonfinite_data(facts: Facts) -> Diagnosis | None:
             continue
         evidence = [
             f"{count} non-finite value(s) in the {which} ({name}) of {len(samples)} of "
-            f"{batch.size} samples in the batch: positions {_listed(samples)}",
-            f"flat feature positions within a sample: {_listed(features)}",
+            f"{batch.size} samples in the batch: positions {listed(samples)}",
+            f"flat feature positions within a sample: {listed(features)}",
             "the model's weights were finite before this step (the guard skipped the update)",
         ]
+        if which == "inputs" and len(samples) == batch.size and len(features) <= 3:
+            evidence.append(
+                f"every sample has it in the same {len(features)} feature(s): a column made "
+                "non-finite by preprocessing (0/0 in standardization of a constant column?)"
+            )
         kind, array = {"inputs": ("feature", "x"), "targets": ("target", "y")}.get(
             which, ("sample weight", "sample_weight")
         )
@@ -186,6 +226,9 @@ def _error_message(facts: Facts) -> Diagnosis | None:
     match = _LABEL_ERROR.search(text)
     if match:
         label, units = int(match.group(1)), int(match.group(2))
+        found = _labels(facts, force=True)
+        if found is not None and found.samples:
+            return found
         return Diagnosis(
             "label_out_of_range",
             0.95,
@@ -229,19 +272,28 @@ def error_summary(error: BaseException) -> tuple[str, str | None]:
 
 
 def _label_fixes(units: int, label: int) -> list[str]:
-    return [
-        f"Labels must lie in [0, {units}) for a {units}-unit output. If there are really "
-        f"{max(label + 1, units)} classes, give the output layer {max(label + 1, units)} units.",
-        "If labels start at 1, shift them: `y = y - 1`; drop or fix rows with invalid labels.",
-        "On GPU or under XLA this fault gives a silent NaN instead of an error.",
-    ]
+    """Fixes for a label outside [0, units): ``label`` is the worst one seen."""
+    if label < 0:
+        first = [
+            f"Labels below 0 (like -1 for 'unlabeled') are no class: drop those rows "
+            "(`keep = y >= 0`) or tell the loss to skip them: "
+            f"`keras.losses.SparseCategoricalCrossentropy(ignore_class={label})`.",
+        ]
+    else:
+        first = [
+            f"Labels must lie in [0, {units}) for a {units}-unit output. If there are really "
+            f"{label + 1} classes, give the output layer {label + 1} units.",
+            "If labels start at 1, shift them: `y = y - 1`; drop or fix rows with invalid "
+            "labels.",
+        ]
+    return [*first, "On GPU or under XLA this fault gives a silent NaN instead of an error."]
 
 
-def _labels(facts: Facts) -> Diagnosis | None:
-    if not facts.flags & st.LABEL_OUT_OF_RANGE or facts.batch is None:
+def _labels(facts: Facts, force: bool = False) -> Diagnosis | None:
+    if not (force or facts.flags & st.LABEL_OUT_OF_RANGE) or facts.batch is None:
         return None
-    y = _flat_samples(_only_array(facts.batch.y))
-    units = _output_units(facts.model)
+    y = flat_samples(only_array(facts.batch.y))
+    units = output_units(facts.model)
     if y is None or units is None:
         return Diagnosis(
             "label_out_of_range", 0.8, evidence=["a label was outside the output's range"]
@@ -250,8 +302,11 @@ def _labels(facts: Facts) -> Diagnosis | None:
     finite = np.isfinite(labels) if labels.dtype.kind == "f" else np.ones(labels.shape, bool)
     outside = ~finite | (labels < 0) | (labels >= units)
     samples = np.flatnonzero(outside).tolist()
+    if not samples:
+        return None
     shown = ", ".join(f"{labels[i]:g} at batch position {i}" for i in samples[:MAX_LISTED])
-    worst = int(np.nanmax(labels[finite])) if finite.any() else units
+    seen = labels[outside & finite]
+    worst = int(seen.min() if seen.size and seen.min() < 0 else seen.max()) if seen.size else units
     return Diagnosis(
         "label_out_of_range",
         0.97,
@@ -265,7 +320,7 @@ def _labels(facts: Facts) -> Diagnosis | None:
     )
 
 
-def _output_units(model: Any) -> int | None:
+def output_units(model: Any) -> int | None:
     try:
         shape = model.outputs[0].shape
     except (AttributeError, IndexError, TypeError, ValueError):
@@ -274,6 +329,43 @@ def _output_units(model: Any) -> int | None:
         except (AttributeError, IndexError, TypeError, ValueError):
             return None
     return int(shape[-1]) if shape and shape[-1] is not None else None
+
+
+def _invalid_target(facts: Facts) -> Diagnosis | None:
+    """Targets outside the domain of the loss in use (BCE targets outside [0, 1], negative counts
+    for Poisson, negative class weights for cross-entropy)."""
+    if facts.batch is None:
+        return None
+    loss = losses.describe(facts.model, facts.loss)
+    y = flat_samples(only_array(facts.batch.y))
+    if loss is None or loss.target_range is None or y is None or y.dtype.kind not in "fiu":
+        return None
+    low, high = loss.target_range
+    outside = (y < low) | (y > high)
+    samples = np.flatnonzero(outside.any(axis=1)).tolist()
+    if not samples:
+        return None
+    values = y[outside]
+    span = f"[{low:g}, {high:g}]" if np.isfinite(high) else f">= {low:g}"
+    evidence = [
+        f"{int(outside.sum())} target value(s) in {len(samples)} of {len(y)} samples lie outside "
+        f"{span}, the domain of '{loss.name}' (seen: {float(values.min()):g} to "
+        f"{float(values.max()):g}); positions {listed(samples)}",
+    ]
+    below = losses.went_negative(facts.history) if loss.nonnegative else None
+    if below is not None:
+        evidence.append(
+            f"the loss went below zero ({below[1]:.4g} at step {below[0]}), which '{loss.name}' "
+            "cannot do with valid targets: training was pushing predictions out of range"
+        )
+    return Diagnosis(
+        "invalid_target",
+        0.85,
+        [Alternative("unstable_loss", 0.1)],
+        samples=samples,
+        evidence=evidence,
+        fixes=[loss.target_fix],
+    )
 
 
 # -- mixed precision -----------------------------------------------------------------------------
@@ -287,10 +379,13 @@ def _float16(facts: Facts) -> Diagnosis | None:
     if stuck and not loss_bad:
         # The scale fell by 2**patience and the loss stayed finite: an overflow in the backward
         # pass would have gone with the scale. What is left does not depend on it: 0/0, sqrt(0).
+        culprit = facts.culprit()
         return Diagnosis(
             "unstable_gradient",
             0.7,
             [Alternative("float16_overflow", 0.25)],
+            layer=culprit.layer if culprit is not None else None,
+            op=_op_name(culprit),
             evidence=[
                 *evidence,
                 "the LossScaleOptimizer skipped every recent step while the loss stayed finite: "
@@ -303,30 +398,56 @@ def _float16(facts: Facts) -> Diagnosis | None:
                 "if it still fails, the fault is not float16.",
             ],
         )
-    # A non-finite loss is float16's doing only if the replay (in the same policy) shows a layer
-    # computing in float16 whose output overflows while its inputs are finite.
-    found = facts.forward() if loss_bad and policy == "float16" else None
-    layer = _layer(facts.model, found[0]) if found else None
-    if layer is None or getattr(layer, "compute_dtype", None) != "float16":
+    if policy != "float16" or facts.batch is None:
         return None
-    name, samples, detail = found
+    # Non-finite in float16 is float16's doing if the value that overflowed would fit float32:
+    # the replay (in the same policy) shows a float16 layer overflowing from finite inputs.
+    culprit = facts.culprit()
+    layer = _layer(facts.model, culprit.layer) if culprit and culprit.layer else None
+    if culprit is None or culprit.stage != "forward" or layer is None:
+        return None
+    if getattr(layer, "compute_dtype", None) != "float16":
+        return None
+    fault = culprit.op
+    if fault is not None and fault.kind != "overflow":
+        return None
+    peaks = [
+        f"{name} {peak:.3g}"
+        for name, _, _, peak in facts.replay().activations(facts.model)
+        if peak > 65504 / 16
+    ]
+    if peaks:
+        evidence.append(
+            "activation peaks within 16x of the float16 limit (65504): " + ", ".join(peaks[:6])
+        )
     return Diagnosis(
         "float16_overflow",
-        0.8,
-        [Alternative("unstable_op", 0.15)],
-        layer=name,
-        samples=samples,
+        0.85,
+        [Alternative("unstable_op", 0.1)],
+        layer=culprit.layer,
+        op=_op_name(culprit),
+        samples=culprit.samples,
         evidence=[
             *evidence,
-            f"replaying the batch: layer '{name}' (computing in float16) outputs non-finite "
-            f"values while its inputs are finite ({detail})",
+            f"replaying the batch: layer '{culprit.layer}' (computing in float16) outputs "
+            f"non-finite values while its inputs are finite (they peak at |x| = "
+            f"{culprit.input_peak:.3g})" + (f"; {fault.describe()}" if fault else ""),
         ],
         fixes=[
-            "Keep the overflowing layer in float32: pass `dtype='float32'` to it (and always to "
+            f"Keep '{culprit.layer}' in float32: pass `dtype='float32'` to it (and always to "
             "the final activation / softmax).",
-            "Or train in float32: `keras.mixed_precision.set_global_policy('float32')`.",
+            "Or train in float32: `keras.mixed_precision.set_global_policy('float32')`; or "
+            "normalize the activations that grow (LayerNormalization).",
         ],
     )
+
+
+def _op_name(culprit: Any) -> str | None:
+    if culprit is None:
+        return None
+    if culprit.masked is not None:
+        return culprit.masked.op
+    return culprit.op.op if culprit.op is not None else None
 
 
 # -- the update -----------------------------------------------------------------------------------
@@ -337,7 +458,7 @@ def _update_overflow(facts: Facts) -> Diagnosis | None:
         st.LOSS_NONFINITE | st.GRAD_NONFINITE
     ):
         return None
-    lr = _learning_rate_value(facts.model)
+    lr = magnitude.learning_rate_value(facts.model)
     return Diagnosis(
         "learning_rate_too_high",
         0.8,
@@ -355,215 +476,359 @@ def _update_overflow(facts: Facts) -> Diagnosis | None:
     )
 
 
-# -- history -------------------------------------------------------------------------------------
-
-
-def _finite_history(facts: Facts) -> tuple[np.ndarray, np.ndarray]:
-    rows = facts.history
-    if not len(rows.get("step", [])):
-        return np.zeros(0), np.zeros(0)
-    g = rows["grad_norms"].astype(np.float64)
-    norms = np.sqrt(np.nansum(g * g, axis=1))
-    ok = (rows["flags"] & st.BAD) == 0
-    return norms[ok], rows["loss"][ok].astype(np.float64)
-
-
-def _exploding(facts: Facts) -> Diagnosis | None:
-    norms, _ = _finite_history(facts)
-    if len(norms) < 8:
-        return None
-    window = norms[-min(len(norms), 50) :]
-    early, late = float(np.median(window[: max(3, len(window) // 5)])), float(window[-1])
-    rising = float(np.mean(np.diff(window[-10:]) > 0))
-    if early <= 0 or late / early < 1e3 or rising < 0.7:
-        return None
-    steps = len(window)
-    rate = (late / early) ** (1 / max(steps - 1, 1))
-    return Diagnosis(
-        "exploding_gradients",
-        0.8,
-        [Alternative("learning_rate_too_high", 0.15)],
-        evidence=[
-            f"the global gradient norm grew from {early:.3g} to {late:.3g} over the last {steps} "
-            f"steps (x{rate:.2f} per step) before turning non-finite",
-            f"it rose on {rising:.0%} of the last 10 steps",
-        ],
-        fixes=[
-            "Clip gradients: `keras.optimizers.Adam(learning_rate=..., clipnorm=1.0)`.",
-            "Lower the learning rate (x0.1) or add a warm-up schedule.",
-            "For recurrent layers prefer tanh activations; add normalization layers.",
-        ],
-    )
-
-
-def _learning_rate(facts: Facts) -> Diagnosis | None:
-    norms, losses = _finite_history(facts)
-    if len(losses) < 2:
-        return None
-    best, last = float(np.nanmin(losses)), float(losses[-1])
-    # Divergence: the loss climbed an order of magnitude above its best before the NaN.
-    if not last > 10 * max(best, 1e-12):
-        return None
-    ratios = facts.history.get("update_ratios")
-    measured = ratios[np.isfinite(ratios).all(axis=1)] if ratios is not None else np.zeros((0, 0))
-    big_updates = measured.size and float(np.nanmax(measured)) > 0.1
-    evidence = [f"the loss rose from {best:.4g} to {last:.4g} before turning non-finite"]
-    if len(norms) > 1 and np.isfinite(norms).any():
-        evidence.append(
-            f"the gradient norm went from {norms[0]:.3g} to {norms[-1]:.3g} over those "
-            f"{len(norms)} steps"
-        )
-    if big_updates:
-        evidence.append(
-            f"one update reached {float(np.nanmax(measured)):.2g}x the norm of the weights it "
-            "changed (healthy training stays near 1e-3)"
-        )
-    lr = _learning_rate_value(facts.model)
-    fixes = [
-        f"Lower the learning rate{f' from {lr:g} to {lr / 10:g}' if lr else ' by 10x'}.",
-        "Clip gradients (`clipnorm=1.0`) or add a warm-up / decaying schedule.",
-        "Find the largest stable rate with a learning-rate range test.",
-    ]
-    return Diagnosis(
-        "learning_rate_too_high",
-        0.7,
-        [Alternative("exploding_gradients", 0.2)],
-        evidence=evidence,
-        fixes=fixes,
-    )
-
-
-def _learning_rate_value(model: Any) -> float | None:
-    try:
-        return float(np.asarray(model.optimizer.learning_rate))
-    except (AttributeError, TypeError, ValueError):
-        return None
-
-
-def _input_scale(facts: Facts) -> Diagnosis | None:
-    if facts.batch is None:
-        return None
-    x = _flat_samples(_only_array(facts.batch.x))
-    if x is None:
-        return None
-    peak = float(np.max(np.abs(x)))
-    if peak < 1e3:
-        return None
-    per_sample = np.max(np.abs(x), axis=1)
-    median = float(np.median(per_sample))
-    outliers = np.flatnonzero(per_sample > 100 * max(median, 1e-12)).tolist()
-    if outliers and len(outliers) <= max(1, len(per_sample) // 10):
-        return Diagnosis(
-            "input_outlier",
-            0.6,
-            [Alternative("unscaled_input", 0.3)],
-            samples=outliers,
-            evidence=[
-                f"sample(s) {_listed(outliers)} reach |x| = {peak:.3g} while the "
-                f"median sample peaks at {median:.3g}"
-            ],
-            fixes=["Find and fix or drop those records; clip or winsorize the inputs."],
-        )
-    return Diagnosis(
-        "unscaled_input",
-        0.6,
-        [Alternative("learning_rate_too_high", 0.2)],
-        evidence=[f"inputs reach |x| = {peak:.3g}; a typical sample peaks at {median:.3g}"],
-        fixes=[
-            "Scale the inputs: `keras.layers.Normalization()` adapted on the data, or "
-            "`x = (x - x.mean(0)) / (x.std(0) + 1e-8)`; for pixels `x / 255.0`."
-        ],
-    )
-
-
-# -- replay ---------------------------------------------------------------------------------------
+# -- the replay ------------------------------------------------------------------------------------
 
 
 def _layer(model: Any, name: str) -> Any:
     try:
         return model.get_layer(name)
     except (AttributeError, ValueError):
+        for layer in getattr(model, "_flatten_layers", lambda **_: [])(
+            include_self=True, recursive=True
+        ):
+            if layer.name == name:
+                return layer
         return None
 
 
-def _replay(facts: Facts) -> Diagnosis | None:
-    found = facts.forward()
-    if found is None:
+def _localized(facts: Facts) -> Diagnosis | None:
+    """Name the layer and op the replay found; decide whether that op is the cause."""
+    culprit = facts.culprit()
+    if culprit is None:
         return None
-    layer, samples, detail = found
+    op = culprit.masked or culprit.op
+    if culprit.samples:
+        outlier = magnitude.input_outlier(facts, culprit)
+        if outlier is not None:
+            return outlier
+    if culprit.stage == "loss":
+        return _loss_fault(facts, culprit)
+    if op is None or op.op not in DOMAIN_OPS:
+        return None  # a multiply or add overflowed: magnitudes grew too big; see _from_magnitudes
+    if culprit.stage == "backward":
+        return _gradient_fault(facts, culprit)
+    where = f"layer '{culprit.layer}'"
     return Diagnosis(
         "unstable_op",
-        0.6,
-        [Alternative("unknown", 0.2)],
-        layer=layer,
-        samples=samples,
+        0.8,
+        [Alternative("input_outlier", 0.1)],
+        layer=culprit.layer,
+        op=op.op,
+        samples=culprit.samples,
         evidence=[
-            f"replaying the batch on the pre-step weights: layer '{layer}' outputs non-finite "
-            f"values while its inputs are finite ({detail})"
+            f"replaying the batch on the pre-step weights: {where} outputs non-finite values "
+            f"for {len(culprit.samples)} sample(s) while its inputs are finite (they peak at "
+            f"|x| = {culprit.input_peak:.3g})",
+            f"inside it, {op.describe()}",
         ],
-        fixes=[
-            f"Make '{layer}' numerically safe: clip before exp/log/division, add an epsilon "
-            "(`ops.log(ops.clip(p, 1e-7, 1.0))`, `x / (d + 1e-8)`), or use the stable built-in op."
-        ],
+        fixes=_op_fixes(op.op, culprit.layer),
     )
 
 
-_CROSS_ENTROPY = ("crossentropy", "poisson", "kl_divergence", "kld")
+_OP_FIXES = {
+    "Exp": "Bound the exponent: `ops.exp(ops.minimum(x, 80.0))` (float32 overflows past "
+    "exp(88.7)), or use a stable built-in (`ops.softplus`, `keras.activations.mish`, "
+    "`ops.logsumexp`) instead of writing exp by hand.",
+    "Log": "Keep the argument positive: `ops.log(ops.maximum(x, 1e-7))` or "
+    "`ops.log(ops.clip(p, 1e-7, 1.0))`; `ops.log1p(x)` for log(1 + x).",
+    "Sqrt": "Add an epsilon: `ops.sqrt(x + 1e-12)` (and `ops.maximum(x, 0)` if x can be negative).",
+    "Rsqrt": "Add an epsilon: `ops.rsqrt(x + 1e-6)`.",
+    "RealDiv": "Guard the denominator: `x / (d + 1e-8)` or `ops.divide_no_nan(x, d)`.",
+    "Reciprocal": "Guard the denominator: `1 / (d + 1e-8)`.",
+    "Pow": "Keep the base positive for fractional powers: `ops.power(ops.maximum(x, 1e-7), p)`.",
+    "Softmax": "A row whose entries are all masked (-inf) has no softmax: mask with a large "
+    "negative number (`-1e9`), not -inf, or give every row at least one valid entry.",
+}
 
 
-def _loss_replay(facts: Facts) -> Diagnosis | None:
-    """Forward was finite: recompute the loss per sample on the batch and say what breaks it."""
-    from nanguard.diagnose.replay import output_activation, per_sample_loss
+def _op_fixes(op: str, layer: str | None) -> list[str]:
+    where = f" in '{layer}'" if layer else ""
+    first = _OP_FIXES.get(
+        op, f"Make the {op} op{where} numerically safe: clip its input into its domain."
+    )
+    return [
+        first + (f" (in '{layer}')" if layer and op in _OP_FIXES else ""),
+        "Check the inputs that reach it: normalize them (LayerNormalization / "
+        "BatchNormalization) if they are far from unit scale.",
+    ]
 
-    if facts.batch is None or facts.model is None or not facts.flags & st.LOSS_NONFINITE:
-        return None
-    replayed = per_sample_loss(facts.model, facts.batch.x, facts.batch.y)
-    if replayed is None:
-        return None
-    name, values, y_pred = replayed
-    bad = np.flatnonzero(~np.isfinite(values)).tolist() if values.ndim else []
-    if values.ndim and not bad:
-        return None
-    low, high = float(np.nanmin(y_pred)), float(np.nanmax(y_pred))
+
+def _gradient_fault(facts: Facts, culprit: Any) -> Diagnosis:
+    op = culprit.masked or culprit.op
+    evidence = [
+        "replaying the step: the forward pass and the loss are finite, but the gradient "
+        + (f"through layer '{culprit.layer}'" if culprit.layer else "of the loss")
+        + " is not: it receives a finite gradient and passes on a non-finite one"
+    ]
+    if culprit.masked is not None:
+        evidence.append(
+            f"in its forward pass, op {culprit.masked.op} made {culprit.masked.count} "
+            "non-finite value(s) that a `where`/select then discarded: the gradient is still "
+            "computed through the untaken branch, and 0 x inf = NaN"
+        )
+        fixes = [
+            "Make the untaken branch safe too (the double-where trick): "
+            "`safe = ops.where(cond, x, 1.0); y = ops.where(cond, ops.log(safe), 0.0)`.",
+        ]
+    else:
+        if culprit.op is not None:
+            evidence.append(
+                f"the first non-finite gradient comes from the derivative of {culprit.op.op} "
+                f"({culprit.op.count} value(s)); its inputs peak at |x| = "
+                f"{culprit.op.input_peak:.3g}"
+            )
+        fixes = [
+            f"The derivative of {op.op if op else 'an op'} is infinite where it is evaluated "
+            "(sqrt or a norm at 0, x^p with p < 1 at 0): add an epsilon inside, e.g. "
+            "`ops.sqrt(ops.sum(x * x, axis=-1) + 1e-12)`.",
+        ]
+    if culprit.samples:
+        evidence.append(
+            f"the gradient is non-finite for {len(culprit.samples)} sample(s): positions "
+            f"{listed(culprit.samples)}"
+        )
+    return Diagnosis(
+        "unstable_gradient",
+        0.8,
+        [Alternative("unstable_op", 0.1)],
+        layer=culprit.layer,
+        op=op.op if op else None,
+        samples=culprit.samples,
+        evidence=evidence,
+        fixes=[*fixes, "Clipping gradients does not help here: a NaN stays NaN."],
+    )
+
+
+def _loss_fault(facts: Facts, culprit: Any) -> Diagnosis | None:
+    """Forward finite, loss not: what in the loss breaks, on which samples."""
+    replay = facts.replay()
+    loss = losses.describe(facts.model, facts.loss)
+    preds = np.asarray(
+        replay.y_pred
+        if not isinstance(replay.y_pred, list | tuple | dict)
+        else leaves(replay.y_pred)[0],
+        dtype=np.float64,
+    )
+    low, high = float(np.nanmin(preds)), float(np.nanmax(preds))
     if max(abs(low), abs(high)) > 1e15:
-        return None  # predictions already diverged; the loss merely overflows: see the history
+        return None  # predictions already diverged; the loss merely overflows: see magnitudes
+    name = loss.name if loss is not None else (replay.loss_name or "the loss")
+    bad = culprit.samples
+    op = culprit.op.op if culprit.op is not None else None
     evidence = [
         f"the model's outputs are finite (range [{low:.3g}, {high:.3g}]) but the loss "
-        f"'{name}' is not" + (f" for {len(bad)} sample(s): positions {_listed(bad)}" if bad else "")
+        f"'{name}' is not" + (f" for {len(bad)} sample(s): positions {listed(bad)}" if bad else "")
     ]
-    activation = output_activation(facts.model)
-    probabilistic = any(key in name.lower() for key in _CROSS_ENTROPY)
-    if probabilistic and activation in ("relu", "linear", None) and (low < 0 or high > 1):
+    if culprit.op is not None:
+        evidence.append(f"inside the loss, {culprit.op.describe()}")
+    past_zero = _targets_past_zero(facts, bad)
+    if past_zero is not None:
+        return Diagnosis(
+            "invalid_target",
+            0.8,
+            [Alternative("unstable_loss", 0.15)],
+            samples=bad,
+            op=op,
+            evidence=[*evidence, past_zero],
+            fixes=[
+                f"Those targets are outside the domain of '{name}' (it takes a log or divides by "
+                "them): fix or drop those records, or use a loss defined there (e.g. "
+                "`ops.log1p` of the targets, Tweedie / MSE for zero-valued ones)."
+            ],
+        )
+    activation = losses.output_activation(facts.model)
+    units = output_units(facts.model)
+    mismatch = _activation_mismatch(loss, activation, units, low, high)
+    if mismatch is not None:
         return Diagnosis(
             "output_loss_mismatch",
             0.85,
             [Alternative("unstable_loss", 0.1)],
             samples=bad,
-            evidence=[
-                *evidence,
-                f"the output activation is {activation or 'linear'}, "
-                f"but '{name}' expects probabilities in [0, 1]",
-            ],
-            fixes=[
-                "Use `activation='softmax'` (or 'sigmoid') on the output layer, or keep it "
-                "linear and pass `from_logits=True` to the loss."
-            ],
+            op=op,
+            evidence=[*evidence, mismatch[0]],
+            fixes=[mismatch[1]],
         )
     if low <= 0.0 or high >= 1.0:
         evidence.append(
-            f"predictions reach {low:g} / {high:g}: a log of 0 (or of a negative) inside the loss"
+            f"predictions reach {low:g} / {high:g}: a log of 0 (or of a negative), or a "
+            "division by 0, inside the loss"
         )
     return Diagnosis(
         "unstable_loss",
-        0.75,
+        0.8,
         [Alternative("output_loss_mismatch", 0.1)],
         samples=bad,
+        op=op,
         evidence=evidence,
         fixes=[
             "Clip inside your loss: `ops.log(ops.clip(p, 1e-7, 1.0 - 1e-7))`, or use the built-in "
             "loss (`keras.losses.BinaryCrossentropy()`), which is numerically safe.",
             "Better: output logits (no final sigmoid/softmax) and use `from_logits=True`.",
         ],
+    )
+
+
+def _targets_past_zero(facts: Facts, bad: list[int]) -> str | None:
+    """Evidence that exactly the samples whose loss is non-finite have targets on the wrong side
+    of zero (0 or negative where every other target is positive): outside the loss's domain.
+
+    Single-valued targets only (amounts, counts, prices): in class targets (one-hot rows,
+    distributions) zeros are ordinary entries."""
+    y = flat_samples(only_array(facts.batch.y)) if facts.batch is not None else None
+    if y is None or y.dtype.kind not in "fiu" or y.shape[1] != 1 or not bad or len(bad) >= len(y):
+        return None
+    good = np.setdiff1d(np.arange(len(y)), bad)
+    low = float(y[good].min())
+    worst = y[bad].min(axis=1)
+    if low > 0 and (worst <= 0).all():
+        side = "zero or negative"
+    elif low >= 0 and (worst < 0).all():
+        side = "negative"
+    else:
+        return None
+    return (
+        f"the non-finite samples are exactly those whose targets are {side} "
+        f"({', '.join(f'{v:g}' for v in worst[:MAX_LISTED])}), while every other target in the "
+        f"batch is {'positive' if low > 0 else 'non-negative'} (smallest {low:.3g})"
+    )
+
+
+def _activation_mismatch(
+    loss: losses.LossInfo | None,
+    activation: str | None,
+    units: int | None,
+    low: float,
+    high: float,
+) -> tuple[str, str] | None:
+    """(evidence, fix) when the output activation cannot feed the loss; ``low`` and ``high``
+    are the replayed predictions' range."""
+    if activation == "softmax" and units == 1:
+        return (
+            "the output is a softmax over a single unit, which is 1 for every input: the "
+            "loss sees log(0) or 0/0 for the other class",
+            "For two classes use one unit with `activation='sigmoid'` and binary cross-entropy, "
+            "or two units with softmax and (sparse) categorical cross-entropy.",
+        )
+    if loss is None:
+        return None
+    if loss.from_logits and activation in ("softmax", "sigmoid"):
+        return (
+            f"the loss '{loss.name}' is told `from_logits=True`, but the output already applies "
+            f"{activation}: probabilities are treated as logits",
+            f"Drop the output {activation} (keep the layer linear) or pass `from_logits=False`.",
+        )
+    unbounded = activation in ("relu", "linear", "elu", "leaky_relu", None)
+    if loss.needs_probabilities and not loss.from_logits and unbounded:
+        if low < 0 or high > 1 or low == 0:
+            return (
+                f"the output activation is {activation or 'linear'}, but '{loss.name}' expects "
+                f"probabilities; the outputs span [{low:.3g}, {high:.3g}]",
+                "Use `activation='softmax'` (or 'sigmoid' for one unit) on the output layer, "
+                "or keep it linear and pass `from_logits=True` to the loss.",
+            )
+    if loss.needs_positive and activation in ("linear", None) and low <= 0:
+        return (
+            f"'{loss.name}' takes the log of the prediction, but the output activation is "
+            f"{activation or 'linear'} and predictions reach {low:.3g}",
+            "Use `activation='exponential'` or 'softplus' on the output for count data.",
+        )
+    return None
+
+
+def _saturated_output(facts: Facts) -> Diagnosis | None:
+    """No loss to replay (one written inline in a hand-written loop), yet the loss went
+    non-finite with a finite forward pass: probabilities that reached exactly 0 or 1 are where a
+    hand-written log(p) or log(1 - p) is infinite."""
+    replay = facts.replay()
+    if replay is None or replay.loss is not None or replay.culprit is not None:
+        return None
+    activation = losses.output_activation(facts.model)
+    if not facts.flags & st.LOSS_NONFINITE or activation not in ("sigmoid", "softmax"):
+        return None
+    p = flat_samples(only_array(tf_numpy(replay.y_pred)))
+    if p is None:
+        return None
+    rows = np.flatnonzero(((p == 0.0) | (p == 1.0)).any(axis=1)).tolist()
+    if not rows:
+        return None
+    return Diagnosis(
+        "unstable_loss",
+        0.6,
+        [Alternative("output_loss_mismatch", 0.2)],
+        samples=rows,
+        evidence=[
+            f"the forward pass is finite, but the {activation} output is exactly 0 or 1 for "
+            f"{len(rows)} sample(s) (positions {listed(rows)}): a log(p) or log(1 - p) in the "
+            "loss is -inf there, and the loss went non-finite",
+            "the loss was computed by hand inside the training loop, so it could not be replayed",
+        ],
+        fixes=[
+            "Clip before the log: `tf.math.log(tf.clip_by_value(p, 1e-7, 1 - 1e-7))`, or use "
+            "`keras.losses.BinaryCrossentropy()`, which is numerically safe.",
+            "Better: output logits (no final sigmoid/softmax) and use `from_logits=True`.",
+        ],
+    )
+
+
+def tf_numpy(value: Any) -> Any:
+    """A (nested) tensor value as numpy arrays."""
+    import tensorflow as tf
+
+    return tf.nest.map_structure(lambda v: np.asarray(v), value)
+
+
+def _from_magnitudes(facts: Facts) -> Diagnosis | None:
+    culprit = facts.culprit()
+    found = magnitude.explain(facts, culprit)
+    if found is not None:
+        # The layer where a value first went non-finite is a measured fact (CONTRACT's `layer`);
+        # the op where it overflowed is not the cause here, so it is not named.
+        if culprit is not None:
+            found.layer = found.layer or culprit.layer
+        return found
+    if culprit is None:
+        return None
+    if culprit.stage == "loss":
+        return _blown_up(facts)
+    op = culprit.masked or culprit.op
+    if culprit.stage == "backward" and culprit.layer is not None:
+        return _gradient_fault(facts, culprit)
+    if culprit.layer is None:
+        return None
+    return Diagnosis(
+        "unstable_op",
+        0.5,
+        [Alternative("learning_rate_too_high", 0.2), Alternative("unscaled_input", 0.1)],
+        layer=culprit.layer,
+        op=op.op if op else None,
+        samples=culprit.samples,
+        evidence=[
+            f"replaying the batch: layer '{culprit.layer}' outputs non-finite values while its "
+            f"inputs are finite (they peak at |x| = {culprit.input_peak:.3g})"
+            + (f"; {op.describe()}" if op else "")
+        ],
+        fixes=_op_fixes(op.op if op else "op", culprit.layer),
+    )
+
+
+def _blown_up(facts: Facts) -> Diagnosis | None:
+    """The predictions are finite but so large that the loss overflows: name the layer that
+    magnified its input the most on the way there."""
+    found = facts.replay().blown_up()
+    if found is None:
+        return None
+    name, low, high = found
+    return Diagnosis(
+        "unstable_op",
+        0.6,
+        [Alternative("input_outlier", 0.2), Alternative("learning_rate_too_high", 0.1)],
+        layer=name,
+        evidence=[
+            f"replaying the batch: layer '{name}' turns inputs peaking at |x| = {low:.3g} into "
+            f"outputs peaking at {high:.3g}; the loss then overflows float32",
+        ],
+        fixes=_op_fixes("op", name),
     )
 
 
@@ -576,13 +841,19 @@ def _unknown(facts: Facts) -> Diagnosis:
     if facts.flags & st.WEIGHT_NONFINITE:
         parts.append("the updated weights")
     seen = " and ".join(parts) or "the step"
+    evidence = [
+        f"{seen} became non-finite; the inputs and targets of the batch were finite"
+        if facts.batch is not None
+        else f"{seen} became non-finite (the batch was not kept)"
+    ]
+    replay = facts.replay() if facts.batch is not None else None
+    if facts.replay_error:
+        evidence.append(f"the step could not be replayed ({facts.replay_error[:200]})")
+    elif replay is not None and replay.culprit is None:
+        evidence.append("replaying the batch on the pre-step weights gives finite values")
     return Diagnosis(
         "unknown",
         0.2,
-        evidence=[
-            f"{seen} became non-finite; the inputs and targets of the batch were finite"
-            if facts.batch is not None
-            else f"{seen} became non-finite"
-        ],
+        evidence=evidence,
         fixes=["Lower the learning rate and clip gradients (`clipnorm=1.0`) as a first remedy."],
     )

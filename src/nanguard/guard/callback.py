@@ -38,7 +38,18 @@ class Guard(keras.callbacks.Callback):
     ratios are measured by the host every ``sample_every`` train-function calls. ``verbose``
     prints the incident card and a summary line (``summary=False`` keeps only the card). ``data``:
     the inputs given to ``fit`` (arrays), so that incidents name their rows (``nanguard run``
-    passes them itself).
+    passes them itself). ``bundle_dir``: write a repro bundle per incident (the model with its
+    pre-step weights, the batch, the history; at most a few per run) into
+    ``bundle_dir/step-<step>``, for ``nanguard replay``; ``guard.bundles`` lists them.
+    ``audit``: audit the first batches of ``fit``'s data when training begins (non-finite
+    values, out-of-range labels, unscaled inputs, outliers) and add what it finds to the run's
+    warnings. ``tensorboard_dir``: also write the probe's measurements, the incidents and the
+    warnings to TensorBoard event files there (by the host after each poll, never in the step).
+    ``preflight``: check the model, its compile settings and the first batch when training begins.
+    ``monitors``: warn before a NaN (growing or vanishing gradients, a diverging loss, updates as
+    large as the weights), read by the host every fourth poll interval; every ``activation_every``
+    train-function calls (0: never) it also looks for dead ReLUs, saturated units and float16
+    peaks with one forward pass over the first batch. Warnings go to ``run.warnings``.
 
     Example:
 
@@ -62,12 +73,20 @@ class Guard(keras.callbacks.Callback):
         summary: bool = True,
         report: Report | None = None,
         data: Any = None,
+        audit: bool = False,
+        bundle_dir: Any = None,
+        tensorboard_dir: Any = None,
+        preflight: bool = True,
+        monitors: bool = True,
+        activation_every: int = 200,
     ) -> None:
         super().__init__()
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}; got {policy!r}")
         if sample_every < 1:
             raise ValueError(f"sample_every must be at least 1; got {sample_every}")
+        if activation_every < 0:
+            raise ValueError(f"activation_every must be 0 (off) or more; got {activation_every}")
         if policy == "heal":
             raise ValueError("policy 'heal' is not available in this version; use 'stop' or 'skip'")
         self.policy = policy
@@ -79,6 +98,14 @@ class Guard(keras.callbacks.Callback):
         self.summary = summary
         self.report = report if report is not None else Report()
         self.data = data
+        self.audit = audit
+        self.bundle_dir = bundle_dir
+        self.bundles: dict[int, Any] = {}  # the last run's bundles: incident step -> folder
+        self._tensorboard: Any = None
+        if tensorboard_dir is not None:
+            from nanguard.render.tensorboard import TensorBoardWriter
+
+            self._tensorboard = TensorBoardWriter(tensorboard_dir)
         self._patch: FitPatch | None = None
         self._recorder: RunRecorder | None = None
         self._failed = False  # the host side broke in this run; training goes on
@@ -86,6 +113,10 @@ class Guard(keras.callbacks.Callback):
         self._training = False
         self._run: Run | None = None
         self._epochs: list[int] = []  # epochs begun before the recorder could start
+        self.preflight = preflight
+        self.monitors = monitors
+        self.activation_every = activation_every
+        self._monitor: Any = None  # this run's precursor monitor (nanguard.monitor.watch)
 
     # -- wiring: fit builds its train function right after set_model, before on_train_begin --
 
@@ -124,6 +155,22 @@ class Guard(keras.callbacks.Callback):
         self._run = Run(kind="fit", model=model.name, policy=self.policy)
         self._epochs = []
         self.report.runs.append(self._run)
+        if self.audit:  # audit the first batches (never breaks training)
+            from nanguard.audit.guard import audit_first_batches
+
+            self._run.warnings.extend(audit_first_batches(model, self.data, self.verbose))
+        from nanguard.monitor.watch import begin_run
+
+        self._monitor = begin_run(
+            self._run,
+            model,
+            self.data,
+            preflight=self.preflight,
+            monitors=self.monitors,
+            activation_every=self.activation_every,
+            echo=self.verbose,
+            interval=4 * self.poll_interval,
+        )
         # A model built only by its first step (subclassed, no input shape) has no variables
         # yet: the probe then builds in that step's trace, and the recorder follows.
         if patch.probe.prepare(model.trainable_variables or None):
@@ -144,7 +191,10 @@ class Guard(keras.callbacks.Callback):
             on_incident=self._announce if self.verbose else None,
             start=start,
             source=self.data,
+            bundle_dir=self.bundle_dir,
         )
+        self.bundles = recorder.bundles
+        recorder.monitor = self._monitor
         for epoch in self._epochs:
             recorder.epochs.append((epoch, recorder.start))
         self.history = recorder.history
@@ -214,6 +264,10 @@ class Guard(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         def work(recorder: RunRecorder) -> None:
             recorder.batch_done(self.poll_interval, self.sample_every)
+            if recorder.monitor is not None:
+                recorder.monitor.executed(recorder)
+            if self._tensorboard is not None:
+                self._tensorboard.update(recorder)
             if recorder.halted:
                 self.model.stop_training = True
 
@@ -230,6 +284,8 @@ class Guard(keras.callbacks.Callback):
 
     def on_train_end(self, logs: Any = None) -> None:
         def work(recorder: RunRecorder) -> None:
+            if recorder.monitor is not None:
+                recorder.monitor.finish(recorder)
             run = recorder.finish()
             if self.verbose and self.summary:
                 from nanguard.render.terminal import print_run_summary
@@ -242,6 +298,8 @@ class Guard(keras.callbacks.Callback):
             self._end()
 
     def _end(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close(self._recorder)
         self._training = False
         self._recorder = None
         if self._patch is not None:
@@ -253,3 +311,6 @@ class Guard(keras.callbacks.Callback):
         from nanguard.render.terminal import print_incident
 
         print_incident(run, incident, file=sys.stderr)
+        bundle = self._recorder.bundles.get(incident.step) if self._recorder else None
+        if bundle is not None:
+            print(f"nanguard: repro bundle: nanguard replay {bundle}", file=sys.stderr)

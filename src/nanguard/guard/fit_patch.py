@@ -8,7 +8,8 @@ compiled again), so alternating guarded and unguarded ``fit`` calls never retrac
   batch when the step was bad. With ``jit_compile=True`` the model's step (and the guard's
   probes) still run under XLA, in an inner ``tf.function``; only the batch capture runs outside.
 - ``compute_loss``: for sparse categorical losses, checks labels against the output units in
-  graph *before* the loss op, which would raise on CPU and silently give NaN on GPU/XLA.
+  graph *before* the loss op, which would raise on CPU and silently give NaN on GPU/XLA
+  (:mod:`nanguard.probe.labels`).
 - the optimizer's ``apply`` (see :class:`~nanguard.probe.apply.StepProbe`).
 """
 
@@ -23,35 +24,22 @@ import tensorflow as tf
 from nanguard.probe import trace
 from nanguard.probe.apply import StepProbe
 from nanguard.probe.capture import BatchCapture
+from nanguard.probe.labels import check_labels, sparse_label_loss
 
 
-def sparse_label_loss(model: keras.Model) -> tuple[bool, int | None]:
-    """Whether the compiled loss takes integer class labels, and its ``ignore_class``."""
-    loss = getattr(model, "loss", None)
-    if isinstance(loss, str):
-        return loss in ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"), None
-    if isinstance(loss, keras.losses.Loss) and hasattr(loss, "fn"):  # SparseCategoricalCrossentropy
-        ignore = getattr(loss, "_fn_kwargs", {}).get("ignore_class")
-        return loss.fn is keras.losses.sparse_categorical_crossentropy, ignore
-    return loss is keras.losses.sparse_categorical_crossentropy, None
-
-
-def check_labels(y: tf.Tensor, y_pred: tf.Tensor, ignore_class: int | None) -> tuple[Any, Any]:
-    """(labels made safe for the loss op, whether any was outside ``[0, units)``).
-
-    Runs every step, so the common case (integer labels, no ``ignore_class``) is a min, a max
-    and a clip; unsafe labels are clipped into range (the step is skipped anyway).
-    """
-    units = tf.cast(tf.shape(y_pred)[-1], y.dtype)
-    if ignore_class is None and not y.dtype.is_floating:
-        bad = (tf.reduce_min(y) < 0) | (tf.reduce_max(y) >= units)
-        return tf.clip_by_value(y, tf.zeros_like(units), units - 1), bad
-    finite = tf.math.is_finite(y) if y.dtype.is_floating else tf.ones_like(y, tf.bool)
-    labels = tf.where(finite, y, tf.zeros_like(y))
-    outside = (labels < 0) | (labels >= units) | ~finite
-    if ignore_class is not None:
-        outside = outside & tf.not_equal(labels, tf.cast(ignore_class, y.dtype))
-    return tf.where(outside, tf.zeros_like(y), y), tf.reduce_any(outside)
+def batch_statistics(model: keras.Model) -> list[Any]:
+    """The moving statistics of the model's batch-normalization layers: state that a training
+    step's forward pass updates outside the optimizer. Not under tf.distribute, where these are
+    synchronized by the strategy and put back by no one replica."""
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is not None and strategy.num_replicas_in_sync > 1:
+        return []
+    return [
+        variable
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for variable in (layer.moving_mean, layer.moving_variance)
+    ]
 
 
 class FitPatch:
@@ -79,6 +67,7 @@ class FitPatch:
         self._original_step = model.train_step
         self._original_compute_loss = model.compute_loss
         self._sparse, self._ignore_class = sparse_label_loss(model)
+        self._statistics = batch_statistics(model)
         model.train_step = self._train_step
         model.compute_loss = self._compute_loss
         if self._guarded_function is None:  # new compile: a new inner XLA function too
@@ -112,7 +101,7 @@ class FitPatch:
             if self._inner is not None:
                 logs, exports = self._inner(data)
             else:
-                logs, exports = self._original_step(data), ctx.exports
+                logs, exports = self._step_keeping_statistics(data), ctx.exports
         if exports and not self._capture_failed:
             try:
                 self.capture.store(data, exports["bad"], exports["step"])
@@ -121,8 +110,25 @@ class FitPatch:
                 print(f"nanguard: cannot keep this model's batches ({exc})", file=sys.stderr)
         return logs
 
-    def _inner_step(self, data: Any) -> tuple[Any, dict[str, Any]]:
+    def _step_keeping_statistics(self, data: Any) -> Any:
+        """The model's own step; when the guard blocks its update, the batch statistics that
+        its forward pass moved (BatchNormalization's moving mean and variance, which a NaN batch
+        would make NaN) are put back too, so a skipped step leaves no trace in the model."""
+        kept = self._statistics
+        saved = [tf.identity(v.value) for v in kept]  # read now, before the forward pass
         logs = self._original_step(data)
+        ctx = trace.current_step()
+        applied = ctx.exports.get("applied") if ctx is not None else None
+        if kept and applied is not None:
+            tf.cond(
+                applied,
+                tf.no_op,
+                lambda: tf.group(*[v.assign(s) for v, s in zip(kept, saved, strict=True)]),
+            )
+        return logs
+
+    def _inner_step(self, data: Any) -> tuple[Any, dict[str, Any]]:
+        logs = self._step_keeping_statistics(data)
         ctx = trace.current_step()
         return logs, dict(ctx.exports) if ctx is not None else {}
 

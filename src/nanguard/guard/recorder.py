@@ -38,9 +38,14 @@ class RunRecorder:
         on_incident: Callable[[Run, Incident], None] | None = None,
         start: int | None = None,
         source: Any = None,
+        loss: Any = None,
+        bundle_dir: Any = None,
     ) -> None:
         """``start``: the global step the run began at, by default now; ``source``: the inputs
-        given to ``fit``, to name the dataset rows of offending samples."""
+        given to ``fit`` (arrays or a ``tf.data`` pipeline), to name the dataset rows of
+        offending samples; ``loss``: the Keras loss a hand-written loop used, for the replay;
+        ``bundle_dir``: where
+        to write a repro bundle per incident (see :mod:`nanguard.diagnose.bundle`)."""
         assert probe.state is not None
         self.run = run
         self.probe = probe
@@ -49,6 +54,9 @@ class RunRecorder:
         self.model = model
         self.on_incident = on_incident
         self.source = source
+        self.loss = loss
+        self.bundle_dir = bundle_dir
+        self.bundles: dict[int, Any] = {}  # incident step -> its bundle's folder
         status = self.state.read_status()
         self.start = int(status[st.STEP]) if start is None else start
         self.seen_bad = 0 if start is not None else int(status[st.TOTAL_BAD])
@@ -61,6 +69,7 @@ class RunRecorder:
         self.history = History(probe.variable_names, history_size)
         self.epochs: list[tuple[int, int]] = []  # (epoch, first global step)
         self.diagnosed = 0
+        self.monitor: Any = None  # precursor warnings (nanguard.monitor.watch.Monitor), polled
 
     # -- polling -------------------------------------------------------------------------------
 
@@ -103,6 +112,8 @@ class RunRecorder:
     def poll(self) -> np.ndarray:
         status = self.status = self.state.read_status()
         step = int(status[st.STEP])
+        if self.monitor is not None:  # before any incident, so its warnings come first
+            self.monitor.poll(self, step)
         if int(status[st.TOTAL_BAD]) > self.seen_bad:
             self.drain(step)
             self._incidents(status)
@@ -215,6 +226,9 @@ class RunRecorder:
             history=self.history.before(global_step),
             model=self.model,
             error=error,
+            loss=self.loss,
+            variable_names=self.probe.variable_names,
+            source=self.source,
         )
         if self.diagnosed < MAX_DIAGNOSED:
             self.diagnosed += 1
@@ -243,7 +257,7 @@ class RunRecorder:
             layer=found.layer,
             op=found.op,
             samples=samples,
-            dataset_indices=self._rows(batch, found.samples),
+            dataset_indices=found.dataset_rows or self._rows(batch, found.samples),
             features=found.features,
             evidence=found.evidence + self._step_evidence(global_step, flags),
             fixes=found.fixes,
@@ -251,6 +265,15 @@ class RunRecorder:
             diagnosis_seconds=round(time.perf_counter() - began, 3),
         )
         self.run.incidents.append(incident)
+        replay = facts.replayed()
+        if replay is not None and self.model is not None:
+            from nanguard.render.series import record_activations
+
+            record_activations(self.run, incident.step, replay.activations(self.model))
+        if self.bundle_dir is not None:
+            from nanguard.diagnose.bundle import bundle_incident
+
+            bundle_incident(self, facts, incident)
         if self.on_incident is not None:
             self.on_incident(self.run, incident)
 
@@ -286,4 +309,7 @@ class RunRecorder:
         self.run.steps = self.steps
         if self.run.status != "crashed" and self.halted:
             self.run.status = "stopped"
+        from nanguard.render.series import attach_series
+
+        attach_series(self.run, self.history, self.start)
         return self.run

@@ -15,12 +15,13 @@ from typing import Any
 import keras
 
 from nanguard.contract import Report, Run
+from nanguard.diagnose.rows import Candidates
 from nanguard.guard.callback import Guard
 from nanguard.guard.recorder import RunRecorder
 from nanguard.probe.apply import STOP_MESSAGE, StepProbe, TrainingStopped, guard_loops
 from nanguard.probe.capture import BatchCapture
 from nanguard.probe.state import Limits
-from nanguard.probe.trace import install_call_hooks, install_tape_hook
+from nanguard.probe.trace import install_call_hooks, install_tape_hook, loop_model
 
 
 def is_guard_stop(exc: BaseException) -> bool:
@@ -29,13 +30,19 @@ def is_guard_stop(exc: BaseException) -> bool:
 
 
 class Session:
-    def __init__(self, policy: str = "stop", *, verbose: bool = True) -> None:
+    def __init__(
+        self, policy: str = "stop", *, verbose: bool = True, bundle_dir: Any = None
+    ) -> None:
         self.policy = policy
+        self.bundle_dir = bundle_dir  # where incidents leave repro bundles (see Guard)
         self.verbose = verbose
         self.report = Report()
         self.limits = Limits()
         self._loops: list[tuple[StepProbe, Run]] = []
         self._original_fit: Any = None
+        self._original_slices: Any = None
+        self._sliced = Candidates()  # arrays the script made datasets of (rows of loop batches)
+        self._script: dict[str, Any] | None = None  # the running script's globals
 
     def install(self) -> None:
         install_tape_hook()
@@ -57,6 +64,7 @@ class Session:
                         verbose=session.verbose,
                         summary=False,
                         data=bound.arguments.get("x"),
+                        bundle_dir=session.bundle_dir,
                     )
                 )
             bound.arguments["callbacks"] = callbacks
@@ -64,15 +72,40 @@ class Session:
 
         fit.__doc__ = inherited.__doc__
         keras.Model.fit = fit
+        self._record_slices()
+
+    def _record_slices(self) -> None:
+        """Remember what ``tf.data.Dataset.from_tensor_slices`` is given, so that a hand-written
+        loop's offending samples can be placed in the arrays the script started from."""
+        import tensorflow as tf
+
+        self._original_slices = original = tf.data.Dataset.from_tensor_slices
+        sliced = self._sliced
+
+        def from_tensor_slices(tensors: Any, name: str | None = None) -> Any:
+            sliced.append(tensors[0] if isinstance(tensors, tuple) and tensors else tensors)
+            del sliced[:-8]
+            return original(tensors, name=name)
+
+        from_tensor_slices.__doc__ = original.__doc__
+        tf.data.Dataset.from_tensor_slices = staticmethod(from_tensor_slices)
 
     def uninstall(self) -> None:
         guard_loops(None)
+        if self._original_slices is not None:
+            import tensorflow as tf
+
+            tf.data.Dataset.from_tensor_slices = staticmethod(self._original_slices)
         if self._original_fit is not None:
             keras.Model.fit = self._original_fit
         elif "fit" in keras.Model.__dict__:
             del keras.Model.fit
 
     def _probe_for(self, optimizer: Any) -> StepProbe | None:
+        if self._script is None and "__main__" in sys.modules:
+            # A loop that slices numpy arrays by hand leaves no dataset to trace: its batches
+            # are placed in the arrays the script holds (runpy's __main__ while it runs).
+            self._script = vars(sys.modules["__main__"])
         for probe, _ in self._loops:
             if probe.optimizer is optimizer:
                 return probe
@@ -89,8 +122,19 @@ class Session:
         for probe, run in self._loops:
             if probe.state is None:
                 continue
-            run.model = _model_name(probe.variable_names)
-            recorder = RunRecorder(run, probe, probe.capture, None, history_size=20_000, start=0)
+            model, loss = loop_model(list(probe.optimizer._trainable_variables))
+            run.model = model.name if model is not None else _model_name(probe.variable_names)
+            recorder = RunRecorder(
+                run,
+                probe,
+                probe.capture,
+                model,
+                history_size=20_000,
+                start=0,
+                source=Candidates([*_arrays_in(self._script), *self._sliced]),
+                loss=loss,
+                bundle_dir=self.bundle_dir,
+            )
             if crash is not None:
                 recorder.crash(crash)
                 crash = None
@@ -107,6 +151,15 @@ class Session:
                 if run.incidents:
                     print_incident(run, run.incidents[0], file=sys.stderr)
         return self.report
+
+
+def _arrays_in(namespace: dict[str, Any] | None) -> list[Any]:
+    """The numpy arrays of a script's globals that could hold training data."""
+    import numpy as np
+
+    return [
+        v for v in (namespace or {}).values() if isinstance(v, np.ndarray) and v.ndim and len(v) > 1
+    ]
 
 
 def _training_error(error: BaseException) -> bool:

@@ -184,7 +184,9 @@ class StepProbe:
         loss_value = self._loss_value(losses) if losses else tf.constant(float("nan"))
         loss_bad = ~tf.math.is_finite(loss_value) if losses else False
         ctx = trace.current_step()
-        label_bad = ctx.label_bad if ctx is not None and ctx.label_bad is not None else False
+        label_bad = ctx.label_bad if ctx is not None else trace.take_label_verdict()
+        if label_bad is None:
+            label_bad = False
 
         # [loss, gradients, labels] bad here; under tf.distribute, on any replica.
         local = tf.stack([loss_bad, ~grads_ok, label_bad])
@@ -231,7 +233,7 @@ class StepProbe:
 
         locally_bad = self._blocking(local) & live  # this replica's batch is worth keeping
         if ctx is not None:
-            ctx.exports = {"bad": locally_bad, "step": step}
+            ctx.exports = {"bad": locally_bad, "step": step, "applied": do_apply}
         elif self.capture is not None and not trace.in_xla():
             batch = trace.take_batch()
             if batch is not None:
@@ -313,6 +315,7 @@ def guard_loops(probe_for: Callable[[Any], StepProbe | None] | None) -> None:
     """
     global _loop_provider
     _loop_provider = probe_for
+    trace.guard_loop_labels(probe_for is not None)
     from keras.src.optimizers.base_optimizer import BaseOptimizer
 
     for cls in (BaseOptimizer, keras.optimizers.LossScaleOptimizer):

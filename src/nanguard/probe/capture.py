@@ -53,7 +53,11 @@ class BatchCapture:
     def store(self, data: Any, bad: tf.Tensor, step: tf.Tensor) -> None:
         """Trace-time: write ``data`` when ``bad`` and nothing unread is held."""
         assert self.var is not None and self.held is not None
-        flat = tf.nest.flatten(data)
+        # A hand-written loop may feed numpy arrays: they are kept like tensors.
+        flat = [
+            tf.convert_to_tensor(t) if isinstance(t, np.ndarray) else t
+            for t in tf.nest.flatten(data)
+        ]
         self._structure = tf.nest.map_structure(lambda _: 0, data)
         self._dtypes = [t.dtype if isinstance(t, tf.Tensor) else None for t in flat]
         replica = tf.distribute.get_replica_context()

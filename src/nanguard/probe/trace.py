@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,12 @@ import keras
 import tensorflow as tf
 
 _local = threading.local()
+# What hand-written loops called (for the replay of their incidents): outermost models (weakly,
+# so nanguard keeps no model alive), and the last Keras loss object (a loop may create it inside
+# its step function, so it is held).
+_models: weakref.WeakSet[Any] = weakref.WeakSet()
+_last_loss: list[Any] = []
+_loops_guarded = [False]
 
 
 @dataclass
@@ -94,6 +101,7 @@ def _model_call(original: Any) -> Any:
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
         depth = getattr(_local, "model_depth", 0)
         if depth == 0:
+            _models.add(self)
             inputs = args[0] if args else kwargs.get("inputs")
             if inputs is not None:
                 _local.last_inputs = (_graph_key(), inputs)
@@ -109,9 +117,60 @@ def _model_call(original: Any) -> Any:
 def _loss_call(original: Any) -> Any:
     def __call__(self: Any, y_true: Any, *args: Any, **kwargs: Any) -> Any:
         _local.last_targets = (_graph_key(), y_true)
-        return original(self, y_true, *args, **kwargs)
+        _last_loss[:] = [self]
+        y_pred = args[0] if args else kwargs.get("y_pred")
+        bad = None
+        if _loops_guarded[0] and current_step() is None and y_pred is not None:
+            y_true, bad = _checked_labels(self, y_true, y_pred)
+        loss = original(self, y_true, *args, **kwargs)
+        if bad is not None:  # the step's loss is NaN, as it would be on a GPU
+            loss = tf.where(bad, tf.constant(float("nan"), loss.dtype), loss)
+        return loss
 
     return __call__
+
+
+def _checked_labels(loss: Any, y_true: Any, y_pred: Any) -> tuple[Any, Any]:
+    """In a guarded hand-written loop, labels of a sparse categorical loss are checked before the
+    loss op, as ``fit``'s are: (labels made safe for the op, whether any was out of range), the
+    verdict also left for the step's ``apply``. The loss op would raise on CPU and give NaN on a
+    GPU; this way every device gives a NaN loss that the guard names."""
+    from nanguard.probe.labels import check_labels, sparse_label_loss
+
+    sparse, ignore = sparse_label_loss(loss)
+    if not sparse:
+        return y_true, None
+    y_true = tf.convert_to_tensor(y_true)
+    safe, bad = check_labels(y_true, tf.convert_to_tensor(y_pred), ignore)
+    _local.label_bad = (_graph_key(), bad)
+    return safe, bad
+
+
+def take_label_verdict() -> Any:
+    """Whether a label of the current graph's last sparse loss call was out of range, if known."""
+    recorded = getattr(_local, "label_bad", None)
+    if recorded is None or recorded[0] is not _graph_key():
+        return None
+    _local.label_bad = None
+    return recorded[1]
+
+
+def guard_loop_labels(on: bool) -> None:
+    """Check sparse labels in Keras loss calls outside ``fit`` (while loops are guarded)."""
+    _loops_guarded[0] = on
+
+
+def loop_model(variables: list[Any]) -> tuple[Any, Any]:
+    """(the model a hand-written loop trained, the Keras loss it last called), either None.
+
+    The model is the called model whose trainable variables include all of ``variables`` (the
+    guarded optimizer's); the smallest such, so a wrapper model does not hide the one trained.
+    """
+    wanted = {id(v) for v in variables}
+    fits = [m for m in list(_models) if wanted <= {id(v) for v in m.trainable_variables}]
+    model = min(fits, key=lambda m: len(m.trainable_variables)) if fits else None
+    loss = _last_loss[0] if _last_loss else None
+    return model, loss
 
 
 def take_batch() -> tuple[Any, ...] | None:

@@ -1,0 +1,44 @@
+"""Class labels checked against the output units before the loss op sees them.
+
+A sparse categorical cross-entropy given a label outside ``[0, num_classes)`` raises on CPU and
+silently returns NaN on GPU or under XLA. The guard checks labels in graph first, makes them
+safe for the loss op (the step is skipped anyway) and flags the step; ``fit`` does it in its
+``compute_loss``, hand-written loops in the Keras loss they call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+
+def sparse_label_loss(model: Any) -> tuple[bool, int | None]:
+    """Whether a model's compiled loss (or a loss object) takes integer class labels, and its
+    ``ignore_class``."""
+    loss = model if isinstance(model, keras.losses.Loss) else getattr(model, "loss", None)
+    if isinstance(loss, str):
+        return loss in ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"), None
+    if isinstance(loss, keras.losses.Loss) and hasattr(loss, "fn"):  # SparseCategoricalCrossentropy
+        ignore = getattr(loss, "_fn_kwargs", {}).get("ignore_class")
+        return loss.fn is keras.losses.sparse_categorical_crossentropy, ignore
+    return loss is keras.losses.sparse_categorical_crossentropy, None
+
+
+def check_labels(y: tf.Tensor, y_pred: tf.Tensor, ignore_class: int | None) -> tuple[Any, Any]:
+    """(labels made safe for the loss op, whether any was outside ``[0, units)``).
+
+    Runs every step, so the common case (integer labels, no ``ignore_class``) is a min, a max
+    and a clip; unsafe labels are clipped into range (the step is skipped anyway).
+    """
+    units = tf.cast(tf.shape(y_pred)[-1], y.dtype)
+    if ignore_class is None and not y.dtype.is_floating:
+        bad = (tf.reduce_min(y) < 0) | (tf.reduce_max(y) >= units)
+        return tf.clip_by_value(y, tf.zeros_like(units), units - 1), bad
+    finite = tf.math.is_finite(y) if y.dtype.is_floating else tf.ones_like(y, tf.bool)
+    labels = tf.where(finite, y, tf.zeros_like(y))
+    outside = (labels < 0) | (labels >= units) | ~finite
+    if ignore_class is not None:
+        outside = outside & tf.not_equal(labels, tf.cast(ignore_class, y.dtype))
+    return tf.where(outside, tf.zeros_like(y), y), tf.reduce_any(outside)
