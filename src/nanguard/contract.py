@@ -8,7 +8,7 @@ TensorFlow so that ``import nanguard`` and ``nanguard --help`` stay fast.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,8 @@ class Run:
     epoch_losses: list[float] = field(default_factory=list)
     incidents: list[Incident] = field(default_factory=list)
     warnings: list[Warning] = field(default_factory=list)
+    # Not part of the JSON: the downsampled per-step history for plots (``render/series.py``).
+    series: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -130,7 +132,7 @@ class Report:
         return {
             "schema": SCHEMA,
             "nanguard": package_version(),
-            "runs": [_clean(asdict(run)) for run in self.runs],
+            "runs": [_clean(_json_fields(run)) for run in self.runs],
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -146,6 +148,13 @@ class Report:
         from nanguard.render.html import save_html
 
         return save_html(self, path)
+
+
+def _json_fields(run: Run) -> dict[str, Any]:
+    """The run's fields of CONTRACT §3, in order: everything but ``series``."""
+    out = asdict(replace(run, series=None))
+    del out["series"]
+    return out
 
 
 def _clean(value: Any) -> Any:

@@ -24,7 +24,10 @@ def write_outputs(report: Report, json_path: str | None, report_dir: str | None)
     if json_path:
         report.save_json(json_path)
     if report_dir:
+        from nanguard.render.series import save_series
+
         report.save_json(Path(report_dir) / "report.json")
+        save_series(report.runs, Path(report_dir) / "series.json")
         report.save_html(Path(report_dir) / "report.html")
 
 
@@ -36,32 +39,20 @@ def run_script(
     json_path: str | None = None,
     report_dir: str | None = None,
     quiet: bool = False,
+    bundle_dir: str | None = None,
 ) -> int:
-    path = Path(script)
-    if not path.is_file():
-        raise UsageError(f"nanguard run: {script}: no such file")
-    if path.suffix not in ("", ".py", ".pyw"):
-        raise UsageError(f"nanguard run: {script}: not a Python script")
+    """``bundle_dir``: where repro bundles go; by default ``report_dir/bundles``."""
+    path = script_path(script, "nanguard run")
 
     from nanguard.guard.session import Session, is_guard_stop
 
-    session = Session(policy, verbose=not quiet)
+    if bundle_dir is None and report_dir:
+        bundle_dir = str(Path(report_dir) / "bundles")
+    session = Session(policy, verbose=not quiet, bundle_dir=bundle_dir)
     session.install()
-    saved_argv, saved_path = sys.argv[:], sys.path[:]
-    sys.argv = [str(path), *args]
-    sys.path.insert(0, str(path.resolve().parent))
-    code = 0
-    error: BaseException | None = None
     try:
-        runpy.run_path(str(path), run_name="__main__")
-    except SystemExit as exc:
-        code = _exit_code(exc.code)
-    except KeyboardInterrupt as exc:
-        error, code = exc, 130
-    except BaseException as exc:
-        error, code = exc, 1
+        code, error = execute(path, args)
     finally:
-        sys.argv, sys.path[:] = saved_argv, saved_path
         session.uninstall()
 
     if error is not None and is_guard_stop(error):
@@ -76,6 +67,34 @@ def run_script(
             print_run_summary(run)
     write_outputs(report, json_path, report_dir)
     return code
+
+
+def script_path(script: str, command: str) -> Path:
+    """``script`` as a path, or a :class:`UsageError` naming ``command`` and the file."""
+    path = Path(script)
+    if not path.is_file():
+        raise UsageError(f"{command}: {script}: no such file")
+    if path.suffix not in ("", ".py", ".pyw"):
+        raise UsageError(f"{command}: {script}: not a Python script")
+    return path
+
+
+def execute(path: Path, args: list[str]) -> tuple[int, BaseException | None]:
+    """Run the script as ``python SCRIPT ARGS...`` would: (its exit code, what it raised)."""
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    sys.argv = [str(path), *args]
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    except SystemExit as exc:
+        return _exit_code(exc.code), None
+    except KeyboardInterrupt as exc:
+        return 130, exc
+    except BaseException as exc:
+        return 1, exc
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+    return 0, None
 
 
 def _exit_code(code: object) -> int:
