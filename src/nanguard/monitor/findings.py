@@ -3,7 +3,9 @@
 A finding is re-raised at every check while its condition holds; the board keeps one
 :class:`~nanguard.contract.Warning` per (code, layer): the step it was first seen, the worst
 severity so far and the latest message. The terminal gets one line when a warning first appears
-and one more only if its severity rises, so a long run cannot flood it.
+and one more only if its severity rises, for at most ``PRINTED_PER_CODE`` layers of one code (a
+deep stack with the same fault in every layer gets one more line saying the rest are in the
+report), so a long run cannot flood it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import IO
 from nanguard.contract import WARNING_CODES, Run, Warning
 
 SEVERITIES = ("info", "warning", "critical")
+PRINTED_PER_CODE = 3
 
 
 @dataclass
@@ -43,6 +46,7 @@ class WarningBoard:
         self.echo = echo
         self.file = file
         self.entries: dict[tuple[str, str | None], Warning] = {}
+        self.printed: dict[str, set[str | None]] = {}  # code -> layers given a terminal line
         for warning in run.warnings:  # e.g. pre-flight findings recorded before the run began
             self.entries[(warning.code, warning.layer)] = warning
 
@@ -64,8 +68,21 @@ class WarningBoard:
         return warning
 
     def _print(self, warning: Warning) -> None:
-        if self.echo:
-            print(warning_line(self.run, warning), file=self.file or sys.stderr, flush=True)
+        if not self.echo:
+            return
+        layers = self.printed.setdefault(warning.code, set())
+        if warning.layer not in layers and len(layers) >= PRINTED_PER_CODE:
+            if len(layers) == PRINTED_PER_CODE:
+                layers.add("...")  # said once
+                print(
+                    f"nanguard: more {warning.code} warnings for other layers of "
+                    f"{self.run.model} are in the report",
+                    file=self.file or sys.stderr,
+                    flush=True,
+                )
+            return
+        layers.add(warning.layer)
+        print(warning_line(self.run, warning), file=self.file or sys.stderr, flush=True)
 
 
 def warning_line(run: Run, warning: Warning) -> str:
