@@ -21,7 +21,10 @@ It is a benchmark, not a test: the exit code is 0 whatever the scores, 2 if the 
 broke (no scripts, an unreadable EXPECTED).
 
     python benchmarks/zoo/score.py [--verify] [--jobs 1] [--only NAME ...] [--timeout 300]
-                                   [--json FILE]
+                                   [--json FILE] [--root DIR]
+
+``--root DIR`` scores the ``faults/`` and ``healthy/`` folders of another set laid out the same way
+(for example the held-out set: ``--root benchmarks/zoo/holdout``); the default is this folder.
 """
 
 from __future__ import annotations
@@ -93,11 +96,11 @@ def read_expected(path: Path) -> dict[str, Any]:
     raise ValueError(f"{path}: no top-level EXPECTED = {{...}}")
 
 
-def discover(only: list[str]) -> list[Script]:
-    """All zoo scripts, faults first, each filtered by ``--only`` substrings."""
+def discover(only: list[str], root: Path = ZOO) -> list[Script]:
+    """All scripts under ``root``, faults first, each filtered by ``--only`` substrings."""
     scripts = []
     for kind, folder in (("fault", "faults"), ("healthy", "healthy")):
-        for path in sorted((ZOO / folder).glob("*.py")):
+        for path in sorted((root / folder).glob("*.py")):
             if only and not any(part in path.stem for part in only):
                 continue
             expected = read_expected(path)
@@ -390,10 +393,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per script")
     parser.add_argument("--json", metavar="FILE", help="write the scores (or checks) to FILE")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=ZOO,
+        metavar="DIR",
+        help="folder holding faults/ and healthy/ (default: the zoo beside this script)",
+    )
     args = parser.parse_args(argv)
 
     try:
-        scripts = discover(args.only)
+        scripts = discover(args.only, args.root.resolve())
     except (OSError, SyntaxError, ValueError) as exc:
         print(f"score.py: {exc}", file=sys.stderr)
         return 2

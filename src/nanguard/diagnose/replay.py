@@ -490,15 +490,22 @@ def _per_sample(
         return name, None
     if isinstance(y_pred, list | tuple | dict):
         return name, None
-    try:
-        if not isinstance(loss, keras.losses.Loss):  # a plain function: align ranks as fit does
-            from keras.src.losses.losses import LossFunctionWrapper
+    if not isinstance(loss, keras.losses.Loss):  # a plain function: align ranks as fit does
+        from keras.src.losses.losses import LossFunctionWrapper
 
-            loss = LossFunctionWrapper(loss)
-        values = loss.call(keras.ops.convert_to_tensor(y), y_pred)
+        loss = LossFunctionWrapper(loss)
+    y_true = keras.ops.convert_to_tensor(y)
+    try:
+        arr = np.asarray(_numpy(loss.call(y_true, y_pred)), dtype=np.float64)
+        if arr.ndim == 0:
+            # A loss that reduces over the batch itself: one sample at a time instead.
+            arr = np.array(
+                [
+                    _numpy(loss.call(y_true[i : i + 1], y_pred[i : i + 1])).sum()
+                    for i in range(int(y_true.shape[0]))
+                ],
+                dtype=np.float64,
+            )
     except Exception:  # a loss that needs more than (y, y_pred): no per-sample view
-        return name, None
-    arr = np.asarray(_numpy(values), dtype=np.float64)
-    if arr.ndim == 0:
         return name, None
     return name, arr.reshape(arr.shape[0], -1).sum(axis=1)

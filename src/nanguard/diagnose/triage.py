@@ -727,7 +727,8 @@ def _activation_mismatch(
                 "Use `activation='softmax'` (or 'sigmoid' for one unit) on the output layer, "
                 "or keep it linear and pass `from_logits=True` to the loss.",
             )
-    if loss.needs_positive and activation in ("linear", None) and low <= 0:
+    positive = activation in ("exponential", "softplus", "sigmoid", "softmax")
+    if loss.needs_positive and not positive and low <= 0:
         return (
             f"'{loss.name}' takes the log of the prediction, but the output activation is "
             f"{activation or 'linear'} and predictions reach {low:.3g}",

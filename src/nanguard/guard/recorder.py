@@ -44,8 +44,8 @@ class RunRecorder:
         """``start``: the global step the run began at, by default now; ``source``: the inputs
         given to ``fit`` (arrays or a ``tf.data`` pipeline), to name the dataset rows of
         offending samples; ``loss``: the Keras loss a hand-written loop used, for the replay;
-        ``bundle_dir``: where
-        to write a repro bundle per incident (see :mod:`nanguard.diagnose.bundle`)."""
+        ``bundle_dir``: where to write a repro bundle per incident (see
+        :mod:`nanguard.diagnose.bundle`)."""
         assert probe.state is not None
         self.run = run
         self.probe = probe
