@@ -122,8 +122,25 @@ class Run:
     series: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
 
+class JsonDocument:
+    """A report written as strict JSON (run reports, audit reports): subclasses give
+    ``to_dict``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def save_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json() + "\n", encoding="utf-8")
+        return path
+
+
 @dataclass
-class Report:
+class Report(JsonDocument):
     """Everything nanguard saw in one process: one :class:`Run` per guarded training loop."""
 
     runs: list[Run] = field(default_factory=list)
@@ -134,15 +151,6 @@ class Report:
             "nanguard": package_version(),
             "runs": [_clean(_json_fields(run)) for run in self.runs],
         }
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
-
-    def save_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json() + "\n", encoding="utf-8")
-        return path
 
     def save_html(self, path: str | Path) -> Path:
         from nanguard.render.html import save_html

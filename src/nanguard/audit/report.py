@@ -6,12 +6,11 @@ and the terminal need (histograms, notes, timing) stays in attributes outside it
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nanguard.contract import _clean
+from nanguard.contract import JsonDocument, _clean
 
 SCHEMA = 1
 FINDING_CODES = (
@@ -89,7 +88,7 @@ class Histogram:
 
 
 @dataclass
-class AuditReport:
+class AuditReport(JsonDocument):
     """What ``nanguard audit`` found. Errors are what would break training; warnings what
     often does; info what is worth knowing."""
 
@@ -117,15 +116,6 @@ class AuditReport:
             "findings": [f.to_dict() for f in self.findings],
             "features": [f.to_dict() for f in self.features],
         }
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
-
-    def save_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json() + "\n", encoding="utf-8")
-        return path
 
     def save_html(self, path: str | Path) -> Path:
         from nanguard.audit.render import render_html

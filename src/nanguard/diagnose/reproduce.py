@@ -123,27 +123,15 @@ def rediagnose(bundle: Bundle) -> tuple[Incident, Run]:
         found = triage.diagnose(facts)
     except Exception as exc:
         found = triage.Diagnosis(evidence=[f"diagnosis failed: {type(exc).__name__}: {exc}"])
-    samples = list(found.samples)
-    batch = bundle.batch
-    if batch is not None and batch.replicas > 1:  # as the guard reports it: global positions
-        samples = [batch.replica * batch.size + s for s in samples]
-    incident = Incident(
+    incident = found.incident(
         step=recorded["step"],
         epoch=recorded.get("epoch"),
         batch=recorded.get("batch"),
         symptom=recorded["symptom"],
-        root_cause=found.root_cause,
-        confidence=round(found.confidence, 2),
-        alternatives=found.alternatives,
-        layer=found.layer,
-        op=found.op,
-        samples=samples,
-        dataset_indices=_rows(bundle, found.samples, recorded),
-        features=found.features,
-        evidence=list(found.evidence),
-        fixes=list(found.fixes),
         action=recorded.get("action", "none"),
-        diagnosis_seconds=round(time.perf_counter() - began, 3),
+        kept=bundle.batch,
+        rows_of=lambda samples: _rows(bundle, samples, recorded),
+        began=began,
     )
     about = info.get("run") or {}
     run = Run(

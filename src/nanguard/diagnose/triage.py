@@ -14,12 +14,14 @@ number.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from nanguard.contract import Alternative
+from nanguard.contract import Alternative, Incident
 from nanguard.diagnose import losses, magnitude
 from nanguard.diagnose.rows import leaves
 from nanguard.probe import state as st
@@ -91,6 +93,46 @@ class Diagnosis:
     evidence: list[str] = field(default_factory=list)
     fixes: list[str] = field(default_factory=list)
     dataset_rows: list[int] | None = None  # rows named from the data itself, not the batch
+
+    def incident(
+        self,
+        *,
+        step: int,
+        epoch: int | None,
+        batch: int | None,
+        symptom: str,
+        action: str,
+        kept: CapturedBatch | None,
+        rows_of: Callable[[list[int]], list[int] | None] = lambda samples: None,
+        extra_evidence: list[str] | None = None,
+        began: float | None = None,
+    ) -> Incident:
+        """The report's incident for this diagnosis. ``kept``: the batch it was made from (under
+        tf.distribute, one replica's share: samples become global batch positions);
+        ``rows_of``: dataset rows of batch samples, when the diagnosis named none itself;
+        ``began``: when diagnosing started (``perf_counter``), for ``diagnosis_seconds``."""
+        samples, evidence = list(self.samples), list(self.evidence)
+        if kept is not None and kept.replicas > 1:
+            samples = [kept.replica * kept.size + s for s in samples]
+            evidence.append(f"on replica {kept.replica} of {kept.replicas}")
+        return Incident(
+            step=step,
+            epoch=epoch,
+            batch=batch,
+            symptom=symptom,
+            root_cause=self.root_cause,
+            confidence=round(self.confidence, 2),
+            alternatives=self.alternatives,
+            layer=self.layer,
+            op=self.op,
+            samples=samples,
+            dataset_indices=self.dataset_rows or rows_of(self.samples),
+            features=self.features,
+            evidence=evidence + list(extra_evidence or []),
+            fixes=list(self.fixes),
+            action=action,
+            diagnosis_seconds=round(time.perf_counter() - began, 3) if began is not None else 0.0,
+        )
 
 
 def symptom(flags: int, error: BaseException | None) -> str:

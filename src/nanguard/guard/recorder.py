@@ -239,30 +239,17 @@ class RunRecorder:
                 found = triage.Diagnosis(evidence=[f"diagnosis failed: {exc}"])
         else:
             found = triage.Diagnosis(evidence=["not diagnosed: too many incidents in this run"])
-        samples = found.samples
-        if batch is not None and batch.replicas > 1:
-            # The batch kept is the offending replica's share of the global batch.
-            offset = batch.replica * batch.size
-            samples = [offset + s for s in samples]
-            found.evidence.append(f"on replica {batch.replica} of {batch.replicas}")
         epoch, batch_index = self.place(global_step)
-        incident = Incident(
+        incident = found.incident(
             step=global_step - self.start,
             epoch=epoch,
             batch=batch_index,
             symptom=triage.symptom(flags, error),
-            root_cause=found.root_cause,
-            confidence=round(found.confidence, 2),
-            alternatives=found.alternatives,
-            layer=found.layer,
-            op=found.op,
-            samples=samples,
-            dataset_indices=found.dataset_rows or self._rows(batch, found.samples),
-            features=found.features,
-            evidence=found.evidence + self._step_evidence(global_step, flags),
-            fixes=found.fixes,
             action=action,
-            diagnosis_seconds=round(time.perf_counter() - began, 3),
+            kept=batch,
+            rows_of=lambda samples: self._rows(batch, samples),
+            extra_evidence=self._step_evidence(global_step, flags),
+            began=began,
         )
         self.run.incidents.append(incident)
         replay = facts.replayed()

@@ -169,21 +169,11 @@ def _training_error(error: BaseException) -> bool:
 
 
 def _crash_run(error: BaseException, policy: str) -> Run:
-    from nanguard.contract import Incident
     from nanguard.diagnose import triage
 
     found = triage.diagnose(triage.Facts(step=0, flags=0, batch=None, history={}, error=error))
-    incident = Incident(
-        step=0,
-        epoch=None,
-        batch=None,
-        symptom="error",
-        root_cause=found.root_cause,
-        confidence=found.confidence,
-        alternatives=found.alternatives,
-        evidence=found.evidence,
-        fixes=found.fixes,
-        action="stopped",
+    incident = found.incident(
+        step=0, epoch=None, batch=None, symptom="error", action="stopped", kept=None
     )
     return Run(kind="custom_loop", model="", policy=policy, status="crashed", incidents=[incident])
 
