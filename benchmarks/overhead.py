@@ -3,8 +3,9 @@
 Configurations: plain ``fit``, ``TerminateOnNaN``, ``nanguard.Guard()`` (pre-flight and
 precursor monitors on, activation statistics at their default rate),
 ``guard+activations`` (``Guard(activation_every=10)``: a forward pass over the kept batch every
-10 steps, 20x the default rate), ``tf.debugging.enable_check_numerics`` and Debugger V2
-(``CURT_HEALTH``). Each gets its own copy
+10 steps, 20x the default rate), ``guard-heal`` (``Guard("heal")``: the host polls after every
+step, the update reads the heal controls, healthy-state snapshots),
+``tf.debugging.enable_check_numerics`` and Debugger V2 (``CURT_HEALTH``). Each gets its own copy
 of the model (same seed), traced once under its configuration. Then, round after round, every
 configuration trains ``--steps`` steps, in an order that rotates each round; a round's ratio is a
 configuration's median step time over plain ``fit``'s in the same round, so the slow drift of a
@@ -31,22 +32,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras
 import numpy as np
 import tensorflow as tf
+from models import mlp
 
 import nanguard
 from nanguard.contract import package_version
-
-
-def mlp() -> tuple[keras.Model, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(8192, 256)).astype("float32")
-    y = rng.integers(0, 10, 8192)
-    model = keras.Sequential(
-        [keras.Input((256,))]
-        + [keras.layers.Dense(256, activation="relu") for _ in range(4)]
-        + [keras.layers.Dense(10, activation="softmax")]
-    )
-    model.compile("adam", "sparse_categorical_crossentropy")
-    return model, x, y
 
 
 def cnn() -> tuple[keras.Model, np.ndarray, np.ndarray]:
@@ -136,6 +125,7 @@ CONFIGS = [
     "terminate_on_nan",
     "guard",
     "guard+activations",
+    "guard-heal",
     "check_numerics",
     "debugger_v2",
 ]
@@ -143,6 +133,7 @@ ACTIVATION_EVERY = 10
 GUARDS = {
     "guard": lambda: nanguard.Guard(verbose=False),
     "guard+activations": lambda: nanguard.Guard(verbose=False, activation_every=ACTIVATION_EVERY),
+    "guard-heal": lambda: nanguard.Guard("heal", verbose=False),
     # --quick only: the guard without pre-flight and monitors, to see what they add
     "guard-monitors": lambda: nanguard.Guard(
         verbose=False, preflight=False, monitors=False, activation_every=0
@@ -212,7 +203,8 @@ def main() -> None:
         "--quick", action="store_true", help="plain and the guard (without monitors too) only"
     )
     args = parser.parse_args()
-    names = ["plain", "guard-monitors", "guard", "guard+activations"] if args.quick else CONFIGS
+    quick = ["plain", "guard-monitors", "guard", "guard+activations", "guard-heal"]
+    names = quick if args.quick else CONFIGS
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, nanguard {package_version()}")
     print(
         f"{args.rounds} rounds x {args.steps} steps, batch {args.batch}: step time over plain fit, "

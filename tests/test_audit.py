@@ -296,6 +296,128 @@ def test_shards_merge_to_the_one_pass_mean_and_variance() -> None:
     np.testing.assert_allclose(merged.m2, whole.m2, rtol=1e-8)
 
 
+def awkward(rows: int = 4000, seed: int = 3) -> np.ndarray:
+    """Columns that exercise every path of the statistics: NaN and inf, a constant, a large
+    mean against a small std (the shifted sums), an outlier, and plain noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, 6)) * [1.0, 1.0, 1e-3, 1.0, 1.0, 2.0] + [0, 5, 1e5, 0, 0, 1]
+    x[:, 1] = 5.0
+    x[100, 0], x[2000, 0], x[3999, 4] = np.nan, np.inf, -np.inf
+    x[1500, 3] = 1e7
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_chunked_moments_match_numpy(dtype: type, axis: int) -> None:
+    x = awkward().astype(dtype)
+    moments = Moments(6)
+    for chunk in np.array_split(x, 7):  # clean chunks take the fast path, others do not
+        moments.update(chunk if axis == 0 else np.ascontiguousarray(chunk.T), axis)
+    finite = np.where(np.isfinite(x), x, np.nan).astype(np.float64)
+    assert moments.count.tolist() == np.isfinite(x).sum(0).tolist()
+    assert moments.nonfinite.tolist() == (~np.isfinite(x)).sum(0).tolist()
+    assert moments.minimum.tolist() == np.nanmin(finite, 0).tolist()
+    assert moments.maximum.tolist() == np.nanmax(finite, 0).tolist()
+    rtol = 1e-12 if dtype == np.float64 else 1e-6  # float32: sums in float32 within a chunk
+    mean = np.nanmean(finite, 0)
+    assert (np.abs(moments.mean - mean) <= rtol * (np.abs(mean) + np.nanstd(finite, 0))).all()
+    np.testing.assert_allclose(moments.m2 / moments.count, np.nanvar(finite, 0), rtol=rtol * 10)
+    assert moments.m2[1] == 0.0  # the constant column stays exactly constant
+
+
+def test_pixel_sums_match_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nanguard.audit import images
+
+    monkeypatch.setattr(images, "BLOCK_ROWS", 7)  # several blocks, and a remainder row
+    pixels = np.random.default_rng(4).integers(0, 256, (256 * 30 + 11, 3), np.uint8)
+    pixels[5] = [0, 255, 3]
+    moments = Moments(3)
+    images._byte_moments(moments, pixels)
+    wide = pixels.astype(np.float64)
+    assert moments.count.tolist() == [len(pixels)] * 3
+    assert moments.minimum.tolist() == wide.min(0).tolist()
+    assert moments.maximum.tolist() == wide.max(0).tolist()
+    np.testing.assert_allclose(moments.mean, wide.mean(0), rtol=1e-15)
+    np.testing.assert_allclose(moments.m2, ((wide - wide.mean(0)) ** 2).sum(0), rtol=1e-12)
+
+
+def test_column_chunks_give_the_row_chunks_partial() -> None:
+    from nanguard.audit.partial import Partial, Settings
+
+    x = awkward()
+    x[3000] = x[10]  # a duplicate row
+    rows, columns = Partial(Settings()), Partial(Settings())
+    for start in range(0, len(x), 900):
+        chunk = x[start : start + 900]
+        rows.add(chunk, None, start)
+        columns.add(np.ascontiguousarray(chunk.T), None, start, axis=1)
+    for p in (rows, columns):
+        p.finish()
+    assert columns.nonfinite.rows().tolist() == rows.nonfinite.rows().tolist() == [100, 2000, 3999]
+    assert np.concatenate(columns.cells).tolist() == np.concatenate(rows.cells).tolist()
+    assert np.concatenate(columns.keys).tolist() == np.concatenate(rows.keys).tolist()
+    assert np.concatenate(columns.key_rows).tolist() == np.concatenate(rows.key_rows).tolist()
+    assert rows.sample is not None and columns.sample is not None
+    np.testing.assert_array_equal(columns.sample.sample(), rows.sample.sample())
+    assert rows.moments is not None and columns.moments is not None
+    np.testing.assert_allclose(columns.moments.mean, rows.moments.mean, rtol=1e-12)
+
+
+def test_keys_equal_exactly_for_equal_rows() -> None:
+    from nanguard.audit.partial import exact_keys
+
+    x = np.random.default_rng(6).standard_normal((50, 8)).astype(np.float32)
+    x[20] = x[3]
+    x[30] = x[3]
+    x[30, 5] = np.nextafter(x[3, 5], np.float32(np.inf))  # one bit apart: not equal
+    x[40] = x[3][[1, 0, 2, 3, 4, 5, 6, 7]]  # the pair of a 64-bit word swapped
+    keys = exact_keys(x)
+    assert keys[20] == keys[3] and len(set(keys.tolist())) == 49
+    assert exact_keys(x[:, :7]).tolist() != exact_keys(x[:, 1:]).tolist()  # odd width
+    wide = x.astype(np.float64)
+    assert exact_keys(wide).tolist() == exact_keys(np.ascontiguousarray(wide.T), 1).tolist()
+
+
+def test_planned_sample_is_the_streamed_sample() -> None:
+    from nanguard.audit.stats import Reservoir
+
+    x = np.random.default_rng(7).standard_normal((20_000, 3))
+    streamed, planned = Reservoir(3, 300), Reservoir(3, 300)
+    planned.plan(500, 500 + len(x))
+    for start in range(0, len(x), 1300):
+        streamed.update(x[start : start + 1300], 500 + start)
+        planned.update(x[start : start + 1300], 500 + start)
+    np.testing.assert_array_equal(planned.sample(), streamed.sample())
+    assert sorted(planned.rows.tolist()) == sorted(streamed.rows.tolist())
+
+
+def test_robust_statistics_match_numpy() -> None:
+    from nanguard.audit.checks import _median
+
+    rng = np.random.default_rng(8)
+    for n in (1, 2, 1275, 1276):
+        values = rng.standard_normal((5, n))
+        assert _median(values.copy()).tolist() == np.median(values, axis=1).tolist()
+
+
+def test_csv_pieces_parse_as_one_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    x, y = planted(rows=20_000)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
+    frame["label"] = y
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    whole = nanguard.audit(str(tmp_path / "d.csv"), "label", num_classes=5)
+    monkeypatch.setattr(tables, "CSV_BLOCK", 1 << 15)  # about 50 pieces, on several threads
+    pieces = nanguard.audit(str(tmp_path / "d.csv"), "label", num_classes=5)
+    assert pieces.rows == whole.rows == 20_000
+    assert [f.to_dict() for f in pieces.findings] == [f.to_dict() for f in whole.findings]
+    for a, b in zip(pieces.features, whole.features, strict=True):
+        assert (a.count, a.nonfinite, a.min, a.max) == (b.count, b.nonfinite, b.min, b.max)
+        assert a.mean == pytest.approx(b.mean, rel=1e-12, abs=1e-15)
+
+
 def test_html_escapes_names_from_the_data(tmp_path: Path) -> None:
     import pandas as pd
 

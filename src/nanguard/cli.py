@@ -121,10 +121,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "run":
-            if args.policy == "heal":
-                raise UsageError(
-                    "nanguard run: --policy heal is not available in this version; use stop or skip"
-                )
             from nanguard.runscript import run_script
 
             return run_script(

@@ -41,14 +41,16 @@ def run_script(
     quiet: bool = False,
     bundle_dir: str | None = None,
 ) -> int:
-    """``bundle_dir``: where repro bundles go; by default ``report_dir/bundles``."""
+    """``bundle_dir``: where repro bundles go; by default ``report_dir/bundles``. Under
+    ``heal``, records quarantined are listed in ``report_dir/quarantine.jsonl``."""
     path = script_path(script, "nanguard run")
 
     from nanguard.guard.session import Session, is_guard_stop
 
     if bundle_dir is None and report_dir:
         bundle_dir = str(Path(report_dir) / "bundles")
-    session = Session(policy, verbose=not quiet, bundle_dir=bundle_dir)
+    quarantine = Path(report_dir) / "quarantine.jsonl" if report_dir and policy == "heal" else None
+    session = Session(policy, verbose=not quiet, bundle_dir=bundle_dir, quarantine_file=quarantine)
     session.install()
     try:
         code, error = execute(path, args)

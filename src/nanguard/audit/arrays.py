@@ -9,6 +9,7 @@ would instead keep every page it touched resident until the kernel reclaims it).
 from __future__ import annotations
 
 import itertools
+import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,11 +52,24 @@ class NpyShard(ChunkedShard):
     """Rows [start, stop) of a C-order ``.npy``; labels (if any) for those rows."""
 
     def __init__(
-        self, path: str, offset: int, shape: tuple[int, ...], dtype: np.dtype, start: int,
-        stop: int, labels: np.ndarray | None,
+        self,
+        path: str,
+        offset: int,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        start: int,
+        stop: int,
+        labels: np.ndarray | None,
     ) -> None:
         self.path, self.offset, self.shape, self.dtype = path, offset, shape, dtype
         self.start, self.stop, self.labels = start, stop, labels
+
+    def rows_ahead(self) -> tuple[int, int] | None:
+        """Rows [start, stop), or fewer when the file is cut short (the chunks stop there)."""
+        assert self.start is not None
+        row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        present = (os.path.getsize(self.path) - self.offset) // max(row_bytes, 1)
+        return self.start, max(self.start, min(self.stop, present))
 
     def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray | None, int]]:
         width = int(np.prod(self.shape[1:], dtype=np.int64))
@@ -115,7 +129,11 @@ def npy_source(path: Path, labels: np.ndarray | None, shards: int) -> Source:
         return np.asarray(data[np.sort(index)]).reshape(len(index), -1)
 
     return Source(
-        name, pieces, "array", sample_shape=shape[1:], rows_of=rows_of if present else None,
+        name,
+        pieces,
+        "array",
+        sample_shape=shape[1:],
+        rows_of=rows_of if present else None,
         size=present,
     )
 
@@ -182,8 +200,12 @@ def npz_source(path: Path, labels_arg: str | None, labels: np.ndarray | None) ->
         note += f"; not audited: {', '.join(m for m in inputs if m != member)}"
     notes = [note]
     return Source(
-        name, [NpzShard(name, member, labels)], "array", sample_shape=shapes[member][1:],
-        label_name=label_member, notes=notes,
+        name,
+        [NpzShard(name, member, labels)],
+        "array",
+        sample_shape=shapes[member][1:],
+        label_name=label_member,
+        notes=notes,
     )
 
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from nanguard.audit.rowset import RowSet
 
+BINCOUNT_LIMIT = 1 << 16  # labels in [0, this): counted with a bincount
 MAX_CLASSES = 1000  # more distinct integer values than this: targets, not class labels
 
 
@@ -48,7 +49,7 @@ class LabelTally:
             if not finite.all():
                 self.nonfinite.add(np.flatnonzero(~finite) + start)
                 y = np.where(finite, y, 0)
-            integral = y == np.round(y)
+            integral = y == np.floor(y)  # the same test as round(y), a faster kernel
             if not integral.all():
                 self.fractional.add(np.flatnonzero(~integral & finite) + start)
             whole = y[finite & integral].astype(np.int64)
@@ -59,7 +60,12 @@ class LabelTally:
         if self.num_classes is not None:
             self.too_large.add(np.flatnonzero(y >= self.num_classes) + start)
         if self.classes is not None:
-            values, counts = np.unique(whole, return_counts=True)
+            if len(whole) and 0 <= whole.min() and whole.max() < BINCOUNT_LIMIT:
+                counts = np.bincount(whole)  # class labels: counting beats np.unique's sort
+                values = np.flatnonzero(counts)
+                counts = counts[values]
+            else:
+                values, counts = np.unique(whole, return_counts=True)
             for value, count in zip(values.tolist(), counts.tolist(), strict=True):
                 self.classes[value] = self.classes.get(value, 0) + count
             if len(self.classes) > MAX_CLASSES:

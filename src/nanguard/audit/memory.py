@@ -16,6 +16,9 @@ class ArrayShard(ChunkedShard):
     def __init__(self, x: np.ndarray, y: np.ndarray | None) -> None:
         self.x, self.y, self.start = x, y, 0
 
+    def rows_ahead(self) -> tuple[int, int] | None:
+        return 0, len(self.x)
+
     def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray | None, int]]:
         step = chunk_rows(self.x[0].nbytes if len(self.x) else 1)
         for row in range(0, len(self.x), step):
@@ -28,8 +31,10 @@ def _is_dataframe(value: Any) -> bool:
 
 
 def _is_series(value: Any) -> bool:
-    return type(value).__module__.startswith("pandas") and hasattr(value, "to_numpy") and not (
-        hasattr(value, "columns")
+    return (
+        type(value).__module__.startswith("pandas")
+        and hasattr(value, "to_numpy")
+        and not (hasattr(value, "columns"))
     )
 
 
@@ -82,8 +87,12 @@ def memory_source(x: Any, y: Any) -> Source:
         return flat[np.sort(index)]
 
     return Source(
-        "<array>", [ArrayShard(array, labels)], "array", feature_names=names,
-        sample_shape=tuple(sample_shape), label_name=label_name, rows_of=rows_of,
+        "<array>",
+        [ArrayShard(array, labels)],
+        "array",
+        feature_names=names,
+        sample_shape=tuple(sample_shape),
+        label_name=label_name,
+        rows_of=rows_of,
         size=len(flat),
     )
-

@@ -15,9 +15,10 @@ import numpy as np
 
 from nanguard.audit.labels import LabelTally
 from nanguard.audit.rowset import RowSet
-from nanguard.audit.stats import Moments, Reservoir
+from nanguard.audit.stats import Moments, Reservoir, Scratch
 
 MAX_KEYED = 4_000_000  # rows keyed for the duplicate check (key + row: 64 MB at most)
+KEY_BATCH = 1 << 20  # bytes of key columns gathered before they are hashed together
 SAMPLE_VALUES = 1_000_000  # values kept in the sample: k = 4096 rows, fewer (>= 64) if wide
 
 
@@ -46,8 +47,18 @@ class Partial:
         self.keys: list[np.ndarray] = []
         self.key_rows: list[np.ndarray] = []
         self.keyed = 0
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # key columns, rows: unhashed
+        self._pending_axis = 0
+        self._pending_bytes = 0
         self.labels: LabelTally | None = None
         self.corrupt: list[tuple[str, str]] = []  # (file, why it could not be read)
+        self.scratch = Scratch()
+        self._planned: tuple[int, int] | None = None
+
+    def plan(self, start: int, stop: int) -> None:
+        """Rows ``start .. stop - 1``, all of them, will be added: the sample can be chosen
+        before the scan (see :meth:`Reservoir.plan`)."""
+        self._planned = (start, stop)
 
     def start(self, width: int, rows: bool = True) -> None:
         """Size the per-feature state; ``rows=False`` (image folders) keeps no per-row sample."""
@@ -56,28 +67,34 @@ class Partial:
         if rows:
             k = int(np.clip(SAMPLE_VALUES // max(width, 1), 64, 4096))
             self.sample = Reservoir(width, k)
+            if self._planned is not None:
+                self.sample.plan(*self._planned)
 
-    def add(self, x: np.ndarray, y: np.ndarray | None, start: int) -> None:
-        """One chunk: ``x`` of shape (rows, features), ``y`` its labels, ``start`` its first row."""
-        n = len(x)
+    def add(self, x: np.ndarray, y: np.ndarray | None, start: int, axis: int = 0) -> None:
+        """One chunk: ``x`` of shape (rows, features), ``y`` its labels, ``start`` its first row.
+        ``axis=1``: ``x`` has shape (features, rows), each feature contiguous; for few features
+        (tables) every per-feature pass is then a long vector loop instead of a short row loop.
+        """
+        n = x.shape[axis]
+        width = x.shape[1 - axis]
         if n == 0:
             return
         if self.moments is None:
-            self.start(x.shape[1])
-        elif x.shape[1] != self.width:
-            raise ValueError(f"rows have {x.shape[1]} features here, {self.width} before")
+            self.start(width)
+        elif width != self.width:
+            raise ValueError(f"rows have {width} features here, {self.width} before")
         assert self.moments is not None and self.sample is not None
-        finite = self.moments.update(x)
-        self.sample.update(x, start)
+        finite = self.moments.update(x, axis)
+        self.sample.update(x, start, axis)
         clean = None
         if finite is not None:
-            row_ok = finite.all(1)
+            row_ok = finite.all(1 - axis)
             self.nonfinite.add(np.flatnonzero(~row_ok) + start)
-            self._add_cells(finite, start)
+            self._add_cells(finite, start, axis)
             clean = np.flatnonzero(row_ok)
-        if self.settings.blank_check and x.shape[1] > 1:
-            self.blank.add(_blank_rows(x if clean is None else x[clean], clean) + start)
-        self._add_keys(x, clean, start)
+        if self.settings.blank_check and width > 1:
+            self.blank.add(_blank_rows(x, clean, axis) + start)
+        self._add_keys(x, clean, start, axis)
         if y is not None:
             self.add_labels(y, start)
         self.rows = max(self.rows, start + n)
@@ -94,25 +111,65 @@ class Partial:
             self.key_rows.append(rows[:room])
             self.keyed += min(room, len(keys))
 
-    def _add_keys(self, x: np.ndarray, clean: np.ndarray | None, start: int) -> None:
+    def _add_keys(self, x: np.ndarray, clean: np.ndarray | None, start: int, axis: int) -> None:
         if self.keyed >= MAX_KEYED:
             return
-        rows = np.arange(len(x)) if clean is None else clean
+        rows = (np.arange(x.shape[axis]) if clean is None else clean) + start
         columns = self.settings.key_columns
-        values = x if columns is None else x[:, columns]
+        if columns is None:  # every value: hash the chunk now, in place
+            self._hash_pending()  # keys stay in row order
+            values = x if clean is None else np.take(x, clean, axis=axis)
+            self.add_keys(exact_keys(values, axis, self.scratch), rows)
+            return
+        values = np.take(x, columns, axis=1 - axis)
         if clean is not None:
-            values = values[clean]
-        self.add_keys(exact_keys(values), rows + start)
+            values = np.take(values, clean, axis=axis)
+        self._pending.append((values, rows))
+        self._pending_axis = axis
+        self._pending_bytes += values.nbytes
+        if self._pending_bytes >= KEY_BATCH:
+            self._hash_pending()
 
-    def _add_cells(self, finite: np.ndarray, start: int) -> None:
+    def finish(self) -> None:
+        """Complete what is gathered in batches: the key columns not hashed yet and a planned
+        sample. Called at the end of a scan and by :meth:`merge`, before either is read."""
+        self._hash_pending()
+        if self.sample is not None:
+            self.sample.finish()
+
+    def _hash_pending(self) -> None:
+        """Hash the key columns gathered from the last chunks: the few columns of a chunk are
+        too small an array for a dozen NumPy calls each, so several chunks go at once."""
+        if not self._pending:
+            return
+        axis = self._pending_axis
+        values = np.concatenate([v for v, _ in self._pending], axis=axis)
+        rows = np.concatenate([r for _, r in self._pending])
+        self._pending, self._pending_bytes = [], 0
+        self.add_keys(exact_keys(values, axis, self.scratch), rows)
+
+    def _add_cells(self, finite: np.ndarray, start: int, axis: int) -> None:
         if self._cells_kept >= 100_000:
             return
         rows, cols = np.nonzero(~finite)
+        if axis == 1:
+            rows, cols = cols, rows
+            order = np.lexsort((cols, rows))  # row by row, as in the (rows, features) layout
+            rows, cols = rows[order], cols[order]
         self.cells.append(np.stack([rows + start, cols], 1)[: 100_000 - self._cells_kept])
         self._cells_kept += len(self.cells[-1])
 
+    def __getstate__(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k != "scratch"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.scratch = Scratch()
+
     def merge(self, other: Partial) -> None:
         """Add a later shard (rows already numbered globally)."""
+        self.finish()
+        other.finish()
         if other.moments is not None:
             if self.moments is None:
                 self.width, self.moments, self.sample = other.width, other.moments, other.sample
@@ -139,12 +196,16 @@ class Partial:
         self.corrupt.extend(other.corrupt)
 
 
-def _blank_rows(x: np.ndarray, clean: np.ndarray | None) -> np.ndarray:
-    """Positions (in ``x``'s numbering before ``clean``) of rows whose values are all equal.
+def _blank_rows(x: np.ndarray, clean: np.ndarray | None, axis: int = 0) -> np.ndarray:
+    """Positions of the rows among ``clean`` (all rows if None) whose values are all equal.
 
     A strided subset of the features screens the rows first, so the full comparison runs only
     on the few candidates.
     """
+    if axis == 1:
+        x = x.T
+    if clean is not None:
+        x = x[clean]
     step = max(1, x.shape[1] // 64)
     screen = (x[:, ::step] == x[:, :1]).all(1)
     candidates = np.flatnonzero(screen)
@@ -165,17 +226,29 @@ def _mix(h: np.ndarray) -> np.ndarray:
 _ODD: dict[int, np.ndarray] = {}
 
 
-def exact_keys(x: np.ndarray) -> np.ndarray:
-    """A 64-bit key per row from its exact bytes: each value's bits times an odd constant of
-    its column, folded (a bijection per value), summed over the row and mixed: distinct rows
-    share a key only through a 64-bit hash collision."""
+def exact_keys(x: np.ndarray, axis: int = 0, scratch: Scratch | None = None) -> np.ndarray:
+    """A 64-bit key per row from its exact bytes: each 64-bit word's bits times an odd constant
+    of its column, folded (a bijection per word), summed over the row and mixed: distinct rows
+    share a key only through a 64-bit hash collision. A word is one float64, or two adjacent
+    float32 of a row (half the work of widening each). ``axis=1``: ``x`` has shape (features,
+    rows), its keys are those of the transposed rows, one float32 a word. ``scratch`` holds the
+    64-bit work arrays between chunks."""
     x = np.ascontiguousarray(x)
-    bits = x.view(np.uint64) if x.dtype.itemsize == 8 else x.view(np.uint32).astype(np.uint64)
-    width = x.shape[1]
+    if x.dtype.itemsize == 8:
+        bits = x.view(np.uint64)
+    elif axis == 0 and x.shape[1] % 2 == 0:
+        bits = x.view(np.uint64)  # two float32 of a row in each word
+    else:
+        bits = x.view(np.uint32)
+    width = bits.shape[1 - axis]
     if width not in _ODD:
         odd = np.random.default_rng(11).integers(0, 2**63, width, dtype=np.uint64)
         _ODD[width] = odd * np.uint64(2) + np.uint64(1)
-    with np.errstate(over="ignore"):
-        h = bits * _ODD[width]
-        h ^= h >> np.uint64(29)
-        return _mix(h.sum(1, dtype=np.uint64))
+    odd = _ODD[width] if axis == 0 else _ODD[width][:, None]
+    scratch = scratch or Scratch()
+    h = scratch.get("keys", bits.shape, np.uint64)
+    folded = scratch.get("folded", bits.shape, np.uint64)
+    np.multiply(bits, odd, out=h)
+    np.right_shift(h, np.uint64(29), out=folded)
+    h ^= folded
+    return _mix(h.sum(1 - axis, dtype=np.uint64))

@@ -50,19 +50,35 @@ class ChunkedShard(Shard):
     """A shard read as a sequence of chunks of rows."""
 
     path: str = ""
+    # 1: chunks come as (features, rows), each feature contiguous: what columnar readers
+    # (tables, few features) produce without a transpose, and the fast layout for them.
+    axis = 0
 
     @abstractmethod
     def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray | None, int]]:
-        """(x, y, first row) per chunk; x has shape (rows, ...) and y (rows, ...) or None."""
+        """(x, y, first row) per chunk; x has shape (rows, ...) (``axis`` 1: (features, rows))
+        and y (rows, ...) or None."""
+
+    def _flat(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        return as_float(x.reshape(len(x), -1) if self.axis == 0 else x)
+
+    def rows_ahead(self) -> tuple[int, int] | None:
+        """The rows ``chunks`` will give, when known before reading them, else None."""
+        return None
 
     def scan(self, settings: Settings, offset: int) -> Partial:
         partial = Partial(settings)
+        ahead = self.rows_ahead()
+        if ahead is not None:
+            partial.plan(ahead[0] + offset, ahead[1] + offset)
         try:
             for x, y, start in self.chunks():
-                flat = as_float(np.asarray(x).reshape(len(x), -1))
-                partial.add(flat, None if y is None else np.asarray(y), start + offset)
+                y = None if y is None else np.asarray(y)
+                partial.add(self._flat(x), y, start + offset, self.axis)
         except CorruptInput as exc:
             partial.corrupt.append((exc.path, exc.reason))
+        partial.finish()
         return partial
 
     def find_rows(
@@ -72,8 +88,12 @@ class ChunkedShard(Shard):
         found = {int(f): RowSet() for f in features}
         try:
             for x, _, start in self.chunks():
-                values = np.asarray(x).reshape(len(x), -1)[:, features]
-                rows, which = np.nonzero((values > high) | (values < low))
+                if self.axis == 0:
+                    values = np.asarray(x).reshape(len(x), -1)[:, features]
+                    rows, which = np.nonzero((values > high) | (values < low))
+                else:
+                    values = np.asarray(x)[features]
+                    which, rows = np.nonzero((values > high[:, None]) | (values < low[:, None]))
                 for i, f in enumerate(features):
                     found[int(f)].add(rows[which == i] + start + offset)
         except CorruptInput:

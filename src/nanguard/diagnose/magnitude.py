@@ -242,8 +242,8 @@ def _initializer_rms(init: Any, shape: tuple[int, ...]) -> float | None:
 _KERNELS = (("kernel", "kernel_initializer"), ("recurrent_kernel", "recurrent_initializer"))
 
 
-def kernel_scales(model: Any) -> list[tuple[str, float, float, float]]:
-    """(layer, weights RMS now, initializer RMS, usual scale) for each kernel (and recurrent
+def kernels(model: Any) -> list[tuple[str, Any, float, float]]:
+    """(layer, kernel variable, initializer RMS, usual scale) for each kernel (and recurrent
     kernel) of the model's layers."""
     from nanguard.diagnose.replay import reported_names
 
@@ -256,12 +256,19 @@ def kernel_scales(model: Any) -> list[tuple[str, float, float, float]]:
             if kernel is None or init is None or len(shape) < 2:
                 continue
             drawn = _initializer_rms(init, shape)
-            if drawn is None:
-                continue
-            now = np.asarray(kernel.numpy(), dtype=np.float64)
-            now = now[np.isfinite(now)]
-            rms = float(np.sqrt(np.mean(np.square(now)))) if now.size else 0.0
-            out.append((names.get(id(layer), layer.name), rms, drawn, float(_usual_scale(shape))))
+            if drawn is not None:
+                out.append((names.get(id(layer), layer.name), kernel, drawn, _usual_scale(shape)))
+    return out
+
+
+def kernel_scales(model: Any) -> list[tuple[str, float, float, float]]:
+    """(layer, weights RMS now, initializer RMS, usual scale) for each kernel of the model."""
+    out = []
+    for name, kernel, drawn, usual in kernels(model):
+        now = np.asarray(kernel.numpy(), dtype=np.float64)
+        now = now[np.isfinite(now)]
+        rms = float(np.sqrt(np.mean(np.square(now)))) if now.size else 0.0
+        out.append((name, rms, drawn, float(usual)))
     return out
 
 
@@ -269,9 +276,7 @@ def bad_initialization(facts: Any, scales: list[tuple[str, float, float, float]]
     from nanguard.diagnose.triage import Diagnosis
 
     oversized = [
-        (name, rms, init, usual)
-        for name, rms, init, usual in scales
-        if init >= INIT_RATIO * usual
+        (name, rms, init, usual) for name, rms, init, usual in scales if init >= INIT_RATIO * usual
     ]
     if not oversized:
         return None

@@ -9,14 +9,19 @@ from typing import Any
 import keras
 import numpy as np
 
+from nanguard.backends import backend_guard
 from nanguard.contract import POLICIES, Incident, Report, Run
-from nanguard.guard.fit_patch import FitPatch
 from nanguard.guard.history import History
-from nanguard.guard.recorder import RunRecorder
-from nanguard.probe.apply import StepProbe
-from nanguard.probe.capture import BatchCapture
-from nanguard.probe.state import Limits
-from nanguard.probe.trace import install_tape_hook
+
+if keras.backend.backend() == "tensorflow":
+    from nanguard.guard.fit_patch import FitPatch
+    from nanguard.guard.recorder import RunRecorder
+    from nanguard.probe.apply import StepProbe
+    from nanguard.probe.capture import BatchCapture
+    from nanguard.probe.state import Limits
+    from nanguard.probe.trace import install_tape_hook
+else:  # JAX, PyTorch: nanguard.backends guards the run, without TensorFlow
+    from nanguard.backends import Limits  # type: ignore[assignment]
 
 
 class Guard(keras.callbacks.Callback):
@@ -31,6 +36,13 @@ class Guard(keras.callbacks.Callback):
       steps in a row or ``max_total`` in all, then it stops. Keras' epoch loss still averages
       the skipped batch in (NaN); the report then gives the mean over the applied steps, and
       the replay runs on the weights of the moment the host sees the incident.
+    - ``"heal"``: the bad batch is skipped as under ``skip``, then the diagnosis is acted on
+      before the next batch (the host polls after each): bad records are quarantined for the
+      rest of the run, a diverging run is rolled back to a healthy snapshot with a lower
+      learning rate and clipped gradients, mixed precision drops to float32, and a cause only
+      a code change fixes stops the run when it recurs (:mod:`nanguard.heal.healer`). The run's
+      status is ``healed`` when it then completed with a finite loss that fell.
+      ``quarantine_file``: append each quarantined record there (JSON lines).
 
     The update is skipped in graph, so a NaN never reaches the weights whatever the host does;
     the host reads the guard's state at most every ``poll_interval`` seconds (and at each epoch
@@ -79,21 +91,25 @@ class Guard(keras.callbacks.Callback):
         preflight: bool = True,
         monitors: bool = True,
         activation_every: int = 200,
+        quarantine_file: Any = None,
     ) -> None:
         super().__init__()
+        # On JAX and PyTorch this binds nanguard.backends' training hooks here; None on TF.
+        self._backend = backend_guard(self, policy)
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}; got {policy!r}")
         if sample_every < 1:
             raise ValueError(f"sample_every must be at least 1; got {sample_every}")
         if activation_every < 0:
             raise ValueError(f"activation_every must be 0 (off) or more; got {activation_every}")
-        if policy == "heal":
-            raise ValueError("policy 'heal' is not available in this version; use 'stop' or 'skip'")
         self.policy = policy
         self.limits = Limits(max_consecutive=max_consecutive, max_total=max_total)
         self.history_size = history_size
         self.sample_every = sample_every
-        self.poll_interval = poll_interval
+        # Under heal the host acts on an incident before the next batch: it polls after each.
+        self.poll_interval = 0.0 if policy == "heal" else poll_interval
+        self.monitor_interval = 4 * poll_interval
+        self.quarantine_file = quarantine_file
         self.verbose = verbose
         self.summary = summary
         self.report = report if report is not None else Report()
@@ -169,7 +185,7 @@ class Guard(keras.callbacks.Callback):
             monitors=self.monitors,
             activation_every=self.activation_every,
             echo=self.verbose,
-            interval=4 * self.poll_interval,
+            interval=self.monitor_interval,
         )
         # A model built only by its first step (subclassed, no input shape) has no variables
         # yet: the probe then builds in that step's trace, and the recorder follows.
@@ -195,10 +211,27 @@ class Guard(keras.callbacks.Callback):
         )
         self.bundles = recorder.bundles
         recorder.monitor = self._monitor
+        controls = patch.probe.controls
+        if controls is not None:
+            from nanguard.heal.healer import Healer
+
+            recorder.healer = Healer(
+                controls,
+                self.model,
+                patch.probe.optimizer,
+                step=recorder.start,
+                retrace=self._retrace,
+                quarantine_file=self.quarantine_file,
+            )
         for epoch in self._epochs:
             recorder.epochs.append((epoch, recorder.start))
         self.history = recorder.history
         return recorder
+
+    def _retrace(self) -> None:
+        if self._patch is not None:
+            self._patch.retrace()
+            self._wrap_train_function()
 
     def _current_recorder(self) -> RunRecorder | None:
         """The run's recorder, started at the first chance if the probe was built in the step."""
@@ -263,7 +296,8 @@ class Guard(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         def work(recorder: RunRecorder) -> None:
-            recorder.batch_done(self.poll_interval, self.sample_every)
+            lockstep = self._patch is not None and self._patch.lockstep  # every worker, same batch
+            recorder.batch_done(0.0 if lockstep else self.poll_interval, self.sample_every)
             if recorder.monitor is not None:
                 recorder.monitor.executed(recorder)
             if self._tensorboard is not None:

@@ -29,17 +29,27 @@ from nanguard.probe.labels import check_labels, sparse_label_loss
 
 def batch_statistics(model: keras.Model) -> list[Any]:
     """The moving statistics of the model's batch-normalization layers: state that a training
-    step's forward pass updates outside the optimizer. Not under tf.distribute, where these are
-    synchronized by the strategy and put back by no one replica."""
-    strategy = getattr(model, "distribute_strategy", None)
-    if strategy is not None and strategy.num_replicas_in_sync > 1:
-        return []
+    step's forward pass updates outside the optimizer. Under tf.distribute (one worker or several)
+    Keras keeps them per replica (aggregation "none": each replica assigns its own copy, with no
+    collective), so each replica can put its own back in a plain ``tf.cond``, and must: the
+    replica that saw a NaN record would otherwise keep NaN statistics. An aggregated variable is
+    left alone, since its replica-context assign is a ``merge_call``, which no cond can hold."""
     return [
         variable
         for layer in model._flatten_layers(include_self=False, recursive=True)
         if isinstance(layer, keras.layers.BatchNormalization)
         for variable in (layer.moving_mean, layer.moving_variance)
+        if variable.aggregation == "none"
     ]
+
+
+def multi_worker(model: keras.Model) -> bool:
+    """Trained by several worker processes (MultiWorkerMirroredStrategy). Their steps meet in
+    collectives, so every worker's host must end ``fit`` after the same batch: a worker that
+    stopped one batch earlier would leave the others waiting in the next step's all-reduce."""
+    strategy = getattr(model, "distribute_strategy", None)
+    extended = getattr(strategy, "extended", None)
+    return bool(extended is not None and extended._in_multi_worker_mode())
 
 
 class FitPatch:
@@ -48,6 +58,7 @@ class FitPatch:
         self.probe = probe
         self.capture = capture
         self.installed = False
+        self.lockstep = False  # several workers train: their hosts must poll after every batch
         self._capture_failed = False
         self._compiled: object = None  # the compile the kept train functions belong to
         self._plain_function: Any = None
@@ -68,6 +79,7 @@ class FitPatch:
         self._original_compute_loss = model.compute_loss
         self._sparse, self._ignore_class = sparse_label_loss(model)
         self._statistics = batch_statistics(model)
+        self.lockstep = multi_worker(model)
         model.train_step = self._train_step
         model.compute_loss = self._compute_loss
         if self._guarded_function is None:  # new compile: a new inner XLA function too
@@ -81,6 +93,15 @@ class FitPatch:
         self.probe.attach()
         model.train_function = self._guarded_function
         self.installed = True
+
+    def retrace(self) -> None:
+        """Build the train function anew (mid-``fit``: Keras calls ``model.train_function``
+        afresh each step), for a change a traced step cannot see, such as a layer's dtype."""
+        model = self.model
+        if self._jit:
+            self._inner = tf.function(self._inner_step, jit_compile=True, reduce_retracing=True)
+        model.train_function = None
+        model.make_train_function()
 
     def restore(self) -> None:
         if not self.installed:
@@ -98,13 +119,16 @@ class FitPatch:
 
     def _train_step(self, data: Any) -> Any:
         with trace.step_context() as ctx:
+            controls = self.probe.controls
+            if controls is not None:  # policy "heal": drop quarantined samples first
+                data, ctx.empty = controls.filter_batch(data)
             if self._inner is not None:
                 logs, exports = self._inner(data)
             else:
                 logs, exports = self._step_keeping_statistics(data), ctx.exports
         if exports and not self._capture_failed:
             try:
-                self.capture.store(data, exports["bad"], exports["step"])
+                self.capture.store(data, exports["bad"], exports["step"], exports["anywhere"])
             except Exception as exc:  # diagnosis loses the batch; training must not suffer
                 self._capture_failed = True
                 print(f"nanguard: cannot keep this model's batches ({exc})", file=sys.stderr)

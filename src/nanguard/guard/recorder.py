@@ -70,6 +70,9 @@ class RunRecorder:
         self.epochs: list[tuple[int, int]] = []  # (epoch, first global step)
         self.diagnosed = 0
         self.monitor: Any = None  # precursor warnings (nanguard.monitor.watch.Monitor), polled
+        self.healer: Any = None  # policy "heal" under fit (nanguard.heal.healer.Healer)
+        self._start_loss: float | None = None
+        self.undone: list[tuple[int, int]] = []  # global steps [start, stop) a heal rolled back
 
     # -- polling -------------------------------------------------------------------------------
 
@@ -88,6 +91,8 @@ class RunRecorder:
         if now - self._last_poll >= interval:
             self._last_poll = now
             self.poll()
+            if self.healer is not None:
+                self.healer.after_batch(self)
 
     def _weights(self) -> list[np.ndarray]:
         return [np.asarray(v.numpy()) for v in self.probe.optimizer._trainable_variables]
@@ -152,15 +157,20 @@ class RunRecorder:
         self.epochs.append((epoch, int(self.status[st.STEP])))
 
     def end_epoch(self, keras_loss: float | None) -> None:
-        """Record the epoch's loss: Keras' own, unless skipped bad steps made it non-finite,
-        in which case the mean loss of the steps that were applied (what training saw)."""
+        """Record the epoch's loss: Keras' own, unless skipped bad steps made it non-finite or
+        a heal rolled some of its steps back, in which case the mean loss of the steps that
+        were applied and kept (what the model now is)."""
         self.catch_up()
         if keras_loss is None:
             return
         loss = keras_loss
-        if not np.isfinite(loss) and self.epochs:
+        first = self.epochs[-1][1] if self.epochs else None
+        rolled = first is not None and any(stop > first for _, stop in self.undone)
+        if (not np.isfinite(loss) or rolled) and first is not None:
             rows = self.history.rows
-            mine = (rows["step"] >= self.epochs[-1][1]) & ((rows["flags"] & st.BAD) == 0)
+            mine = (rows["step"] >= first) & ((rows["flags"] & st.BAD) == 0)
+            for start, stop in self.undone:
+                mine &= (rows["step"] < start) | (rows["step"] >= stop)
             applied = rows["loss"][mine]
             if len(applied) and np.isfinite(applied).all():
                 loss = float(np.mean(applied))
@@ -252,6 +262,8 @@ class RunRecorder:
             began=began,
         )
         self.run.incidents.append(incident)
+        if self.healer is not None:
+            self.healer.act(self, incident, found.samples, batch)
         replay = facts.replayed()
         if replay is not None and self.model is not None:
             from nanguard.render.series import record_activations
@@ -296,7 +308,39 @@ class RunRecorder:
         self.run.steps = self.steps
         if self.run.status != "crashed" and self.halted:
             self.run.status = "stopped"
+        if self.run.policy == "heal":
+            from nanguard.heal.healer import verdict
+
+            self.run.status = verdict(self.run, *self._loss_ends())
         from nanguard.render.series import attach_series
 
         attach_series(self.run, self.history, self.start)
         return self.run
+
+    def start_loss(self) -> float | None:
+        """The run's starting loss: the median of its first 5 applied steps with a finite loss,
+        or the first of them if lower (a run that diverges at once climbs within those 5; an
+        extreme record at the first step lifts only that one). Kept once there are 5, as the
+        history forgets old steps."""
+        if self._start_loss is not None:
+            return self._start_loss
+        rows = self.history.rows
+        ok = ((rows["flags"] & st.BAD) == 0) & np.isfinite(rows["loss"])
+        losses = rows["loss"][ok][:5]
+        if not len(losses):
+            return None
+        level = float(min(losses[0], np.median(losses)))
+        if len(losses) == 5:
+            self._start_loss = level
+        return level
+
+    def _loss_ends(self) -> tuple[float | None, float | None]:
+        """Where the loss started and where it ended: the first and the last epoch's loss; with
+        fewer than two epochs, the run's starting loss and the mean over the last fifth of its
+        applied steps."""
+        if len(self.run.epoch_losses) >= 2:
+            return self.run.epoch_losses[0], self.run.epoch_losses[-1]
+        rows = self.history.rows
+        losses = rows["loss"][(rows["flags"] & st.BAD) == 0]
+        final = float(np.mean(losses[-max(len(losses) // 5, 1) :])) if len(losses) else None
+        return self.start_loss(), final

@@ -31,10 +31,16 @@ def is_guard_stop(exc: BaseException) -> bool:
 
 class Session:
     def __init__(
-        self, policy: str = "stop", *, verbose: bool = True, bundle_dir: Any = None
+        self,
+        policy: str = "stop",
+        *,
+        verbose: bool = True,
+        bundle_dir: Any = None,
+        quarantine_file: Any = None,
     ) -> None:
         self.policy = policy
         self.bundle_dir = bundle_dir  # where incidents leave repro bundles (see Guard)
+        self.quarantine_file = quarantine_file  # where heal lists quarantined records (see Guard)
         self.verbose = verbose
         self.report = Report()
         self.limits = Limits()
@@ -65,6 +71,7 @@ class Session:
                         summary=False,
                         data=bound.arguments.get("x"),
                         bundle_dir=session.bundle_dir,
+                        quarantine_file=session.quarantine_file,
                     )
                 )
             bound.arguments["callbacks"] = callbacks
@@ -139,6 +146,8 @@ class Session:
                 recorder.crash(crash)
                 crash = None
             recorder.finish()
+            if self.policy == "heal":
+                _loop_heal_note(run)
             self.report.runs.append(run)
         loop_runs = [run for probe, run in self._loops if probe.state is not None]
         if crash is not None and not any(r.status == "crashed" for r in self.report.runs):
@@ -151,6 +160,17 @@ class Session:
                 if run.incidents:
                     print_incident(run, run.incidents[0], file=sys.stderr)
         return self.report
+
+
+def _loop_heal_note(run: Run) -> None:
+    """Say what ``heal`` did in a hand-written loop: no host runs between its steps, so it skips
+    the bad ones in graph, as ``skip`` does."""
+    for incident in run.incidents:
+        if incident.action == "skipped":
+            incident.evidence.append(
+                "heal: skipped this step; in a hand-written loop heal skips bad steps, while "
+                "quarantine, rollback and learning-rate changes need model.fit"
+            )
 
 
 def _arrays_in(namespace: dict[str, Any] | None) -> list[Any]:

@@ -29,6 +29,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from nanguard.heal.controls import HealControls
 from nanguard.probe import state as st
 from nanguard.probe import trace
 from nanguard.probe.capture import BatchCapture
@@ -102,6 +103,7 @@ class StepProbe:
         self.ring = ring
         self.raise_on_halt = raise_on_halt
         self.capture = capture  # hand-written loops: batch kept from the model/loss call hooks
+        self.controls: HealControls | None = None  # policy "heal": see nanguard.heal.controls
         self.is_scaler = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         self.state: st.ProbeState | None = None
         self.failed = False  # building the guarded step failed once: pass straight through
@@ -143,6 +145,8 @@ class StepProbe:
         strategy = tf.distribute.get_strategy()
         with strategy.scope() if tf.distribute.has_strategy() else contextlib.nullcontext():
             self.state = st.ProbeState(len(variables), self.ring)
+            if self.policy == "heal":
+                self.controls = HealControls()
 
     # -- the guarded step ----------------------------------------------------------------------
 
@@ -187,9 +191,11 @@ class StepProbe:
         label_bad = ctx.label_bad if ctx is not None else trace.take_label_verdict()
         if label_bad is None:
             label_bad = False
+        # Quarantine left no sample in this batch: no update, and nothing bad to count.
+        empty = ctx.empty if ctx is not None and ctx.empty is not None else tf.constant(False)
 
         # [loss, gradients, labels] bad here; under tf.distribute, on any replica.
-        local = tf.stack([loss_bad, ~grads_ok, label_bad])
+        local = tf.stack([loss_bad, ~grads_ok, label_bad]) & ~empty
         replica = tf.distribute.get_replica_context()
         if replica is not None and replica.num_replicas_in_sync > 1:
             # Keras scales each replica's loss by 1/replicas, so the sum is the global loss.
@@ -210,7 +216,9 @@ class StepProbe:
         status = state.status.read_value()
         step = status[st.STEP]
         live = self._within_budget(status)
-        do_apply = live & ~blocking
+        do_apply = live & ~blocking & ~empty
+        if self.controls is not None and not self.is_scaler:
+            grads = self.controls.clip(grads, grad_sq)
         self._apply_if(do_apply, grads, tvars)
 
         alive = tf.cast(live, tf.int64)
@@ -232,12 +240,18 @@ class StepProbe:
         state.rows[tf.where(live, step % state.ring, state.ring)].assign(tf.concat(row, 0))
 
         locally_bad = self._blocking(local) & live  # this replica's batch is worth keeping
+        anywhere = blocking & live  # ... or, across workers, the global batch (see capture)
         if ctx is not None:
-            ctx.exports = {"bad": locally_bad, "step": step, "applied": do_apply}
+            ctx.exports = {
+                "bad": locally_bad,
+                "anywhere": anywhere,
+                "step": step,
+                "applied": do_apply,
+            }
         elif self.capture is not None and not trace.in_xla():
             batch = trace.take_batch()
             if batch is not None:
-                self.capture.store(batch, locally_bad, step)
+                self.capture.store(batch, locally_bad, step, anywhere)
         if self.raise_on_halt:
             self._raise_if_halted(state.status.read_value(), step)
 
@@ -259,6 +273,12 @@ class StepProbe:
         return value
 
     def _apply_if(self, pred: tf.Tensor, grads: list[Any], tvars: list[Any] | None) -> None:
+        if self.controls is None:
+            return self._apply_when(pred, grads, tvars)
+        with self.controls.scaled_learning_rate(self.optimizer):
+            return self._apply_when(pred, grads, tvars)
+
+    def _apply_when(self, pred: tf.Tensor, grads: list[Any], tvars: list[Any] | None) -> None:
         original = self._original
         if not _needs_merge_call():
             tf.cond(pred, lambda: original(grads, tvars), lambda: None)

@@ -50,8 +50,12 @@ class BatchCapture:
                     tf.constant(-1, tf.int64), trainable=False, name="nanguard_held"
                 )
 
-    def store(self, data: Any, bad: tf.Tensor, step: tf.Tensor) -> None:
-        """Trace-time: write ``data`` when ``bad`` and nothing unread is held."""
+    def store(
+        self, data: Any, bad: tf.Tensor, step: tf.Tensor, anywhere: tf.Tensor | None = None
+    ) -> None:
+        """Trace-time: write ``data`` when ``bad`` and nothing unread is held. ``anywhere``: the
+        step was bad on some replica; across workers the whole global batch is kept then (see
+        :meth:`_store_gathered`), otherwise this replica's share when it was bad here."""
         assert self.var is not None and self.held is not None
         # A hand-written loop may feed numpy arrays: they are kept like tensors.
         flat = [
@@ -61,21 +65,48 @@ class BatchCapture:
         self._structure = tf.nest.map_structure(lambda _: 0, data)
         self._dtypes = [t.dtype if isinstance(t, tf.Tensor) else None for t in flat]
         replica = tf.distribute.get_replica_context()
+        if anywhere is not None and _gatherable(replica, flat):
+            self._replicas = 1
+            replica.merge_call(self._store_gathered, args=(anywhere, step, *flat))
+            return
         replica_id = replica.replica_id_in_sync_group if replica is not None else 0
         self._replicas = replica.num_replicas_in_sync if replica is not None else 1
-        var, held = self.var, self.held
+        held = self.held
 
         def write() -> None:
-            held.assign(tf.cast(step, tf.int64))
-            parts = [tf.io.serialize_tensor(tf.cast(replica_id, tf.int64))]
-            parts += [
-                tf.io.serialize_tensor(t if isinstance(t, tf.Tensor) else tf.zeros([0]))
-                for t in flat
-            ]
-            var.assign(tf.stack(parts))
+            self._write(replica_id, flat, step)
 
         # Only a bad step pays for reading the slot.
         tf.cond(bad, lambda: tf.cond(held < 0, write, lambda: None), lambda: None)
+
+    def _write(self, replica_id: Any, flat: list[Any], step: tf.Tensor) -> None:
+        assert self.var is not None and self.held is not None
+        self.held.assign(tf.cast(step, tf.int64))
+        parts = [tf.io.serialize_tensor(tf.cast(replica_id, tf.int64))]
+        parts += [
+            tf.io.serialize_tensor(t if isinstance(t, tf.Tensor) else tf.zeros([0])) for t in flat
+        ]
+        self.var.assign(tf.stack(parts))
+
+    def _store_gathered(self, distribution: Any, anywhere: Any, step: Any, *flat: Any) -> None:
+        """Across workers, each host holds only its own shard of the batch, so the worker whose
+        shard was clean could not name the offending sample: on a bad step every worker gathers
+        the global batch (in replica order) and keeps it. Cross-replica (``merge_call``), like the
+        guarded update, because the gather's collectives run inside a ``tf.cond``; they run on
+        every bad step, whichever workers' slots are free, so that all workers meet in them."""
+        assert self.held is not None
+        held = self.held
+
+        def first(value: Any) -> Any:
+            return distribution.experimental_local_results(value)[0]
+
+        def gather_and_write() -> None:
+            batch = [
+                distribution.gather(t, axis=0) if isinstance(t, tf.Tensor) else t for t in flat
+            ]
+            tf.cond(held < 0, lambda: self._write(0, batch, first(step)), lambda: None)
+
+        tf.cond(first(anywhere), gather_and_write, lambda: None)
 
     def take(self) -> CapturedBatch | None:
         """Host: the held batch as numpy (or None), freeing the slot for the next one."""
@@ -94,3 +125,12 @@ class BatchCapture:
         data = tf.nest.pack_sequence_as(self._structure, values)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         return CapturedBatch(step, replica, self._replicas, x, y, sample_weight)
+
+
+def _gatherable(replica: Any, flat: list[Any]) -> bool:
+    """Several workers train, and every tensor of the batch can be gathered across them
+    (numeric, with a batch dimension)."""
+    if replica is None or not replica.strategy.extended._in_multi_worker_mode():
+        return False
+    tensors = [t for t in flat if isinstance(t, tf.Tensor)]
+    return all(t.shape.rank and (t.dtype.is_floating or t.dtype.is_integer) for t in tensors)

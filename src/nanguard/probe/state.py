@@ -65,7 +65,9 @@ def halted(status: np.ndarray, limits: Limits) -> bool:
     return bool((status[HALTED : CONSECUTIVE_BAD + 1] > limits.budget).any())
 
 
-def _var(value: tf.Tensor | np.ndarray, name: str, **kwargs: object) -> tf.Variable:
+def guard_variable(value: tf.Tensor | np.ndarray, name: str, **kwargs: object) -> tf.Variable:
+    """A variable the guard writes inside the step: never trained, and under tf.distribute one
+    value for every replica (each replica computes the same one)."""
     return tf.Variable(
         value,
         trainable=False,
@@ -81,9 +83,11 @@ class ProbeState:
     def __init__(self, n_vars: int, ring: int) -> None:
         self.n_vars = n_vars
         self.ring = ring
-        self.status = _var(np.zeros(STATUS_SIZE, np.int64), "status")
+        self.status = guard_variable(np.zeros(STATUS_SIZE, np.int64), "status")
         # One spare row at the end takes the writes of dead steps (after a halt).
-        self.rows = _var(np.full((ring + 1, GRAD_COLUMNS + n_vars), np.nan, np.float32), "rows")
+        self.rows = guard_variable(
+            np.full((ring + 1, GRAD_COLUMNS + n_vars), np.nan, np.float32), "rows"
+        )
 
     def resume(self) -> None:
         """Start a new run: lift a previous run's halt and skip budget; the step count goes on."""

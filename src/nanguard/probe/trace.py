@@ -37,6 +37,7 @@ class StepContext:
     """What one traced ``train_step`` knows beyond the optimizer's view."""
 
     label_bad: Any = None  # scalar bool tensor: a sparse label outside [0, num_classes)
+    empty: Any = None  # scalar bool tensor: the heal policy's quarantine left no sample
     exports: dict[str, Any] = field(default_factory=dict)
 
 

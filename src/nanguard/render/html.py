@@ -27,7 +27,7 @@ from nanguard.render import charts as ch
 from nanguard.render.charts import esc, fmt
 from nanguard.render.digest import group_warnings, steps_text
 from nanguard.render.series import activations
-from nanguard.render.words import ACTION, CAUSE, SYMPTOM, where
+from nanguard.render.words import CAUSE, SYMPTOM, action_text, facts, where
 
 MAX_CARDS = 20  # incident cards per run; the rest are counted
 MAX_HEAT_ROWS = 40
@@ -129,13 +129,13 @@ def incident_card(incident: Incident) -> str:
         rows.append(("dataset rows", _listing(incident.dataset_indices)))
     if incident.features:
         rows.append(("features", "flat positions " + _listing(incident.features)))
-    rows.append(("action", esc(ACTION.get(incident.action, incident.action))))
+    rows.append(("action", esc(action_text(incident))))
     rows.append(("diagnosed in", f"{incident.diagnosis_seconds:.2f} s"))
     where_html = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
     fix = ""
     if incident.fixes:
         fix = f'<div class="fix"><h4>Fix first</h4><p>{prose(incident.fixes[0])}</p></div>'
-    evidence = "".join(f"<li>{prose(e)}</li>" for e in incident.evidence)
+    evidence = "".join(f"<li>{prose(e)}</li>" for e in facts(incident))
     more = "".join(f"<li>{prose(f)}</li>" for f in incident.fixes[1:])
     alternatives = ", ".join(
         f"{esc(a.root_cause)} ({a.confidence:.0%})" for a in incident.alternatives

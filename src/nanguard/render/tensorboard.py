@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from nanguard.contract import Incident, Run
-from nanguard.render.words import ACTION, CAUSE, SYMPTOM, where
+from nanguard.render.words import CAUSE, SYMPTOM, action_text, facts, where
 
 _SCALAR, _TENSOR = 1, 2  # SummaryMetadata.DataClass: DATA_CLASS_SCALAR, DATA_CLASS_TENSOR
 _FLAGGED = 1 | 2 | 4 | 8 | 32  # nanguard.probe.state.BAD
@@ -231,6 +231,6 @@ def _card(incident: Incident) -> str:
         lines += ["", "; ".join(where_parts)]
     if incident.fixes:
         lines += ["", f"**Fix first:** {incident.fixes[0]}"]
-    lines += ["", *(f"- {fact}" for fact in incident.evidence)]
-    lines += ["", f"Action: {ACTION.get(incident.action, incident.action)}"]
+    lines += ["", *(f"- {fact}" for fact in facts(incident))]
+    lines += ["", f"Action: {action_text(incident)}"]
     return "\n".join(lines)

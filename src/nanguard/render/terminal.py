@@ -16,7 +16,7 @@ from rich.table import Table
 
 from nanguard.contract import Incident, Run
 from nanguard.render.digest import group_warnings, steps_text
-from nanguard.render.words import ACTION, SYMPTOM, where
+from nanguard.render.words import SYMPTOM, action_text, facts, where
 
 MAX_WARNING_LINES = 10
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "dim"}
@@ -46,13 +46,13 @@ def incident_panel(run: Run, incident: Incident) -> Panel:
         grid.add_row("samples", f"batch positions {shown}")
     if incident.dataset_indices:
         grid.add_row("data rows", ", ".join(map(str, incident.dataset_indices[:10])))
-    for i, fact in enumerate(incident.evidence[:4]):
+    for i, fact in enumerate(facts(incident)[:4]):
         grid.add_row("evidence" if i == 0 else "", escape(fact))
     if incident.fixes:
         grid.add_row("[green]fix first[/]", f"[green]{escape(incident.fixes[0])}[/]")
     for fix in incident.fixes[1:3]:
         grid.add_row("", escape(fix))
-    grid.add_row("action", ACTION.get(incident.action, incident.action))
+    grid.add_row("action", escape(action_text(incident)))
     place = where(incident.step, incident.epoch, incident.batch)
     title = f"nanguard: {SYMPTOM[incident.symptom]} at {place} of {escape(run.model)}"
     return Panel(grid, title=title, title_align="left", border_style="red")

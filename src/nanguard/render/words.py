@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 SYMPTOM = {
     "nonfinite_loss": "the loss became non-finite",
     "nonfinite_gradient": "a gradient became non-finite",
@@ -45,3 +47,17 @@ def where(step: int, epoch: int | None, batch: int | None) -> str:
     if epoch is not None:
         return f"step {step} (epoch {epoch}, batch {batch})"
     return f"step {step}"
+
+
+HEALED = "heal: "  # evidence lines that say what the heal policy did
+
+
+def action_text(incident: Any) -> str:
+    """What nanguard did: what ``heal`` says it did, else the action in words."""
+    said = [e[len(HEALED) :] for e in incident.evidence if e.startswith(HEALED)]
+    return "; ".join(said) if said else ACTION.get(incident.action, incident.action)
+
+
+def facts(incident: Any) -> list[str]:
+    """The incident's evidence, without the lines saying what ``heal`` did."""
+    return [e for e in incident.evidence if not e.startswith(HEALED)]

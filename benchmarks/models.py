@@ -1,0 +1,19 @@
+"""Models the overhead benchmarks share, built with Keras alone (any backend)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+def mlp() -> tuple[keras.Model, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8192, 256)).astype("float32")
+    y = rng.integers(0, 10, 8192)
+    model = keras.Sequential(
+        [keras.Input((256,))]
+        + [keras.layers.Dense(256, activation="relu") for _ in range(4)]
+        + [keras.layers.Dense(10, activation="softmax")]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model, x, y

@@ -1,0 +1,177 @@
+"""What can be diagnosed without TensorFlow: the offending batch itself, with numpy.
+
+On TensorFlow the guard replays the step layer by layer and op by op
+(:mod:`nanguard.diagnose.replay`); that replay is built on TensorFlow's eager mode and op
+callbacks, so on JAX and PyTorch only the batch is read: NaN/Inf in its inputs, targets or sample
+weights. Anything else is reported as ``unknown``, and the evidence says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+MAX_LISTED = 10
+
+
+@dataclass
+class Batch:
+    """The offending step's data, as numpy."""
+
+    x: Any
+    y: Any
+    sample_weight: Any
+
+    @classmethod
+    def of(cls, data: Any) -> Batch:
+        """From the step's data as the trainer got it (backend tensors)."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        numpy = keras.ops.convert_to_numpy
+        return cls(*(keras.tree.map_structure(numpy, v) for v in (x, y, sample_weight)))
+
+    @property
+    def size(self) -> int:
+        first = next(iter(_named(self.x)), None)
+        return len(first[1]) if first is not None else 0
+
+
+@dataclass
+class Finding:
+    root_cause: str = "unknown"
+    confidence: float = 0.3
+    samples: list[int] = field(default_factory=list)
+    features: list[int] | None = None
+    evidence: list[str] = field(default_factory=list)
+    fixes: list[str] = field(default_factory=list)
+
+
+def _named(value: Any) -> list[tuple[str, np.ndarray]]:
+    """The float arrays of a (nested) batch part, one row per sample, in Keras' flatten order."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        named = [(str(k), v) for k, v in sorted(value.items()) if v is not None]
+    else:
+        flat = [v for v in keras.tree.flatten(value) if v is not None]
+        named = [(f"input {i}" if len(flat) > 1 else "input", v) for i, v in enumerate(flat)]
+    out = []
+    for name, value_ in named:
+        array = np.asarray(value_)
+        if array.ndim and array.dtype.kind == "f":
+            out.append((name, array.reshape(len(array), -1)))
+    return out
+
+
+def _listed(values: list[int]) -> str:
+    head = ", ".join(str(v) for v in values[:MAX_LISTED])
+    return head + (f" and {len(values) - MAX_LISTED} more" if len(values) > MAX_LISTED else "")
+
+
+def nonfinite_data(batch: Batch) -> Finding | None:
+    """NaN/Inf in the batch's inputs, targets or sample weights: the cause, with positions."""
+    for which, value, cause, array in (
+        ("inputs", batch.x, "input_nonfinite", "x"),
+        ("targets", batch.y, "target_nonfinite", "y"),
+        ("sample weights", batch.sample_weight, "target_nonfinite", "sample_weight"),
+    ):
+        samples: set[int] = set()
+        features: set[int] = set()
+        count, name = 0, None
+        for path, rows in _named(value):
+            bad = ~np.isfinite(rows)
+            if bad.any():
+                name = name or path
+                where_rows, where_cols = np.nonzero(bad)
+                samples.update(where_rows.tolist())
+                features.update(where_cols.tolist())
+                count += int(bad.sum())
+        if not samples:
+            continue
+        ordered = sorted(samples)
+        return Finding(
+            cause,
+            0.97,
+            samples=ordered,
+            features=sorted(features) if which == "inputs" else None,
+            evidence=[
+                f"{count} non-finite value(s) in the {which} ({name}) of {len(ordered)} of "
+                f"{batch.size} samples in the batch: positions {_listed(ordered)}",
+                f"flat feature positions within a sample: {_listed(sorted(features))}",
+                "the model's weights were finite before this step (the guard skipped the update)",
+            ],
+            fixes=[
+                f"Drop or repair the records with NaN/Inf {which} before training, e.g. "
+                f"`keep = np.isfinite({array}.reshape(len({array}), -1)).all(axis=1); "
+                "x, y = x[keep], y[keep]`",
+                "Check the preprocessing that produced them: a division by a zero std or count "
+                "(use `(x - mean) / (std + 1e-8)`), log of 0, or a failed parse.",
+            ],
+        )
+    return None
+
+
+def _sparse_units(model: Any) -> int | None:
+    """Output units of a model compiled with a sparse categorical cross-entropy, else None."""
+    loss = getattr(model, "loss", None)
+    name = loss if isinstance(loss, str) else getattr(loss, "name", None)
+    name = name or getattr(loss, "__name__", "")
+    if "sparse_categorical" not in str(name):
+        return None
+    try:
+        return int(model.outputs[0].shape[-1])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+
+
+def labels_out_of_range(batch: Batch, model: Any) -> Finding | None:
+    """Class labels outside ``[0, units)`` under a sparse categorical cross-entropy."""
+    units = _sparse_units(model)
+    if units is None or not isinstance(batch.y, np.ndarray) or batch.y.dtype.kind not in "fiu":
+        return None
+    labels = batch.y.reshape(len(batch.y), -1)[:, 0]
+    samples = np.flatnonzero(~(labels >= 0) | (labels >= units)).tolist()  # NaN is outside too
+    if not samples:
+        return None
+    shown = ", ".join(f"{labels[i]:g} at batch position {i}" for i in samples[:MAX_LISTED])
+    return Finding(
+        "label_out_of_range",
+        0.97,
+        samples=samples,
+        evidence=[f"{len(samples)} label(s) outside [0, {units}): {shown}"],
+        fixes=[
+            f"Labels must lie in [0, {units}) for a {units}-unit output: give the output layer "
+            "as many units as there are classes, shift labels that start at 1 (`y = y - 1`), "
+            "or drop rows with invalid labels."
+        ],
+    )
+
+
+def diagnose(
+    batch: Batch | None, backend: str, model: Any, error: BaseException | None = None
+) -> Finding:
+    """The batch's own fault if it has one, else ``unknown`` with what could not be checked."""
+    if batch is not None:
+        found = nonfinite_data(batch) or labels_out_of_range(batch, model)
+        if found is not None:
+            return found
+    outcome = (
+        "the step raised before its update"
+        if error is not None
+        else "the guard blocked the update, so the weights are the last finite ones"
+    )
+    return Finding(
+        evidence=[
+            "the batch of this step was not kept"
+            if batch is None
+            else "the batch's inputs, targets and sample weights are all finite",
+            "the replay that names the layer, op and cause runs on the TensorFlow backend only "
+            f"(this run used Keras' {backend} backend); {outcome}",
+        ],
+        fixes=[
+            "Rerun this script with KERAS_BACKEND=tensorflow under `nanguard run` for the layer, "
+            "op and root cause."
+        ],
+    )

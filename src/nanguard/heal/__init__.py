@@ -1,0 +1,1 @@
+"""The ``heal`` policy: keep a run alive and converging after a NaN (see :mod:`.healer`)."""
