@@ -41,6 +41,16 @@ def test_nan_on_one_replica_stops_all_at_the_exact_step(bad_row: int, replica_sa
     assert result["same_on_replicas"] and result["finite"]
 
 
+def test_heal_quarantines_the_record_on_every_replica() -> None:
+    result = _run(100, "heal")
+    run = result["report"]["runs"][0]
+    assert run["status"] == "healed"
+    assert [(i["step"], i["action"]) for i in run["incidents"]] == [(3, "quarantined")]
+    assert run["incidents"][0]["dataset_indices"] == [100]
+    assert len(run["epoch_losses"]) == 3
+    assert result["same_on_replicas"] and result["finite"]
+
+
 def test_healthy_mirrored_run_matches_unguarded_weights_and_has_no_incident() -> None:
     guarded, plain = _run(-1), _run(-1, "plain")
     run = guarded["report"]["runs"][0]

@@ -46,13 +46,17 @@ def test_data_faults_name_cause_and_samples(name: str) -> None:
     assert incident.evidence and incident.fixes
 
 
-@pytest.mark.parametrize("name", sorted(HEALTHY))
-def test_healthy_run_is_untouched(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "policy"), [*((name, "stop") for name in sorted(HEALTHY)), ("healthy_cnn", "heal")]
+)
+def test_healthy_run_is_untouched(name: str, policy: str) -> None:
+    """Bit for bit, also under heal: its learning-rate factor (1), clip norm (inf) and batch
+    filter (no rule on) change nothing, and its snapshots only read."""
     keras.utils.set_random_seed(0)
     plain = HEALTHY[name]()
     plain.model.fit(plain.x, plain.y, verbose=0, **plain.fit)
 
-    guard, guarded = fit_guarded(HEALTHY[name])
+    guard, guarded = fit_guarded(HEALTHY[name], policy=policy)
     run = guard.report.runs[0]
     assert run.incidents == []
     assert run.status == "completed"

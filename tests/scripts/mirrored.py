@@ -1,4 +1,7 @@
-"""Data-parallel fit on two logical CPUs with one NaN record, guarded by nanguard.Guard."""
+"""Data-parallel fit on two logical CPUs with one NaN record, guarded by nanguard.Guard.
+
+    python mirrored.py BAD_ROW [stop|skip|heal|plain]
+"""
 
 import json
 import sys
@@ -14,7 +17,8 @@ import numpy as np  # noqa: E402
 import nanguard  # noqa: E402
 
 bad_row = int(sys.argv[1]) if len(sys.argv) > 1 else -1
-guarded = sys.argv[2:] != ["plain"]
+mode = sys.argv[2] if len(sys.argv) > 2 else "stop"  # "plain" (no guard), or a policy
+guarded = mode != "plain"
 keras.utils.set_random_seed(0)
 x = np.random.default_rng(0).normal(size=(256, 4)).astype("float32")
 y = x[:, :1] * 2.0
@@ -26,9 +30,10 @@ with strategy.scope():
         [keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)]
     )
     model.compile("adam", "mse")
-guard = nanguard.Guard(verbose=False)
+guard = nanguard.Guard(mode if guarded else "stop", verbose=False, data=x)
 dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
-model.fit(dataset, epochs=1, verbose=0, callbacks=[guard] if guarded else [])
+epochs = 3 if mode == "heal" else 1
+model.fit(dataset, epochs=epochs, verbose=0, callbacks=[guard] if guarded else [])
 replicas = [
     [np.asarray(v) for v in strategy.experimental_local_results(w.value)] for w in model.weights
 ]

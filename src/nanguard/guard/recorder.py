@@ -112,7 +112,11 @@ class RunRecorder:
         if not all(np.isfinite(w).all() for w in after):
             self.weights_bad = True
             self.drain(step + 1)
-            self._add(step, st.WEIGHT_NONFINITE, None, None, "stopped")
+            self._add(
+                step, st.WEIGHT_NONFINITE, None, None, "skipped" if self.healer else "stopped"
+            )
+            if self.weights_bad:  # not healed (a rollback would have undone the update)
+                self.run.incidents[-1].action = "stopped"
 
     def poll(self) -> np.ndarray:
         status = self.status = self.state.read_status()
@@ -135,6 +139,14 @@ class RunRecorder:
     def halted(self) -> bool:
         """The graph has stopped updating: a ``stop``, the skip budget spent, or bad weights."""
         return self.weights_bad or st.halted(self.status, self.probe.limits)
+
+    def _stopped(self) -> bool:
+        """Whether the run is over: halted, except that under heal a bad step only pauses the
+        graph until the healer acts, so there only a spent skip budget ends it."""
+        if self.healer is None:
+            return self.halted
+        spent = self.status[st.TOTAL_BAD : st.CONSECUTIVE_BAD + 1] > self.probe.limits.budget[1:]
+        return bool(spent.any())
 
     @property
     def steps(self) -> int:
@@ -204,7 +216,7 @@ class RunRecorder:
         for i, (global_step, flags) in enumerate(bad):
             held = batch if batch is not None and batch.step == global_step else None
             last = i == len(bad) - 1
-            action = "stopped" if last and self.halted else "skipped"
+            action = "stopped" if last and self._stopped() else "skipped"
             self._add(global_step, flags, held, None, action)
 
     def crash(self, error: BaseException, *, steps_per_execution: int | None = None) -> None:
@@ -334,13 +346,14 @@ class RunRecorder:
             self._start_loss = level
         return level
 
-    def _loss_ends(self) -> tuple[float | None, float | None]:
-        """Where the loss started and where it ended: the first and the last epoch's loss; with
-        fewer than two epochs, the run's starting loss and the mean over the last fifth of its
-        applied steps."""
+    def _loss_ends(self) -> tuple[float | None, float | None, float | None]:
+        """The run's first and final loss, and its starting loss: the first and the last epoch's
+        loss; with fewer than two epochs, the starting loss and the mean over the last fifth of
+        the applied steps."""
+        start = self.start_loss()
         if len(self.run.epoch_losses) >= 2:
-            return self.run.epoch_losses[0], self.run.epoch_losses[-1]
+            return self.run.epoch_losses[0], self.run.epoch_losses[-1], start
         rows = self.history.rows
         losses = rows["loss"][(rows["flags"] & st.BAD) == 0]
         final = float(np.mean(losses[-max(len(losses) // 5, 1) :])) if len(losses) else None
-        return self.start_loss(), final
+        return start, final, start

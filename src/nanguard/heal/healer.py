@@ -1,7 +1,8 @@
 """Host side of ``policy="heal"``: act on each incident's diagnosis, and judge the run at its end.
 
-The bad step itself was already blocked in graph, as under ``skip``; the host polls after every
-batch under ``heal``, so it acts before the next one. By root cause:
+The bad step itself was blocked in graph, and it paused the graph (no update from any step) until
+the host, at its next poll, has acted and resumes it: at most a poll interval of steps is lost,
+and none runs on what the heal is about to change. By root cause:
 
 - bad records (``input_nonfinite``, ``target_nonfinite``, ``label_out_of_range``,
   ``input_outlier``, ``invalid_target``): quarantine them for the rest of the run, by rule
@@ -182,10 +183,8 @@ class Healer:
             print(f"nanguard: heal failed ({type(exc).__name__}: {exc})", file=sys.stderr)
             said = self._skip(incident, f"could not heal ({type(exc).__name__}: {exc})")
         incident.evidence.append(f"heal: {said}")
-        if self._remedied:
-            # The steps between the bad one and this heal were blocked as the bad one was: they
-            # must not use up the run of bad steps the skip budget allows.
-            self._reset_consecutive(recorder)
+        if incident.action != "stopped":
+            self._resume(recorder)
 
     def _quarantine(self, recorder: Any, incident: Incident, samples: list[int], batch: Any) -> str:
         cause, controls = incident.root_cause, self.controls
@@ -384,10 +383,13 @@ class Healer:
         recorder.state.status.assign(status)
         recorder.status = status
 
-    @staticmethod
-    def _reset_consecutive(recorder: Any) -> None:
+    def _resume(self, recorder: Any) -> None:
+        """Lift the pause the bad step put the graph in; after a remedy, the bad step no
+        longer counts towards the run of bad steps the skip budget allows."""
         status = recorder.state.read_status()
-        status[st.CONSECUTIVE_BAD] = 0
+        status[st.HALTED] = 0
+        if self._remedied:
+            status[st.CONSECUTIVE_BAD] = 0
         recorder.state.status.assign(status)
         recorder.status = status
 
@@ -449,9 +451,11 @@ def _output_units(model: Any, batch: Any) -> int | None:
     return int(np.shape(model(first, training=False))[-1])
 
 
-def verdict(run: Run, start: float | None, final: float | None) -> str:
-    """``healed`` when the run had incidents, completed, and its final loss is finite and below
-    ``start``, where its loss started; else the status it has."""
-    if run.status != "completed" or not run.incidents or start is None or final is None:
+def verdict(run: Run, first: float | None, final: float | None, start: float | None) -> str:
+    """``healed`` when the run had incidents, completed, and its ``final`` loss is finite, below
+    its ``first`` and no more than half above its ``start`` (the loss of its first steps): a
+    first epoch that diverged is no yardstick on its own. Else the status it has."""
+    if run.status != "completed" or not run.incidents or first is None or final is None:
         return run.status
-    return "healed" if np.isfinite(final) and final < start else run.status
+    near_start = start is None or final <= start + 0.5 * abs(start)
+    return "healed" if np.isfinite(final) and final < first and near_start else run.status

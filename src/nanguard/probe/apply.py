@@ -104,6 +104,10 @@ class StepProbe:
         self.raise_on_halt = raise_on_halt
         self.capture = capture  # hand-written loops: batch kept from the model/loss call hooks
         self.controls: HealControls | None = None  # policy "heal": see nanguard.heal.controls
+        # A bad step halts the graph under "stop", and under "heal" in fit, where it is a pause:
+        # no update until the host has healed and resumed (in a hand-written loop no host runs
+        # between steps, so heal skips there as "skip" does).
+        self._pauses = policy == "stop" or (policy == "heal" and not raise_on_halt)
         self.is_scaler = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         self.state: st.ProbeState | None = None
         self.failed = False  # building the guarded step failed once: pass straight through
@@ -198,12 +202,15 @@ class StepProbe:
         local = tf.stack([loss_bad, ~grads_ok, label_bad]) & ~empty
         replica = tf.distribute.get_replica_context()
         if replica is not None and replica.num_replicas_in_sync > 1:
-            # Keras scales each replica's loss by 1/replicas, so the sum is the global loss.
+            # Keras scales each replica's loss by 1/replicas, so the sum is the global loss. An
+            # empty share (its gradients are 0/0) blocks every replica's update.
             summed = replica.all_reduce(
                 tf.distribute.ReduceOp.SUM,
-                tf.concat([tf.cast(local, tf.float32), [loss_value]], axis=0),
+                tf.concat(
+                    [tf.cast(local, tf.float32), [loss_value, tf.cast(empty, tf.float32)]], axis=0
+                ),
             )
-            seen, loss_value = summed[:3] > 0, summed[3]
+            seen, loss_value, empty = summed[:3] > 0, summed[3], summed[4] > 0
         else:
             seen = local
         # Under a LossScaleOptimizer, non-finite gradients are its business: it skips the step and
@@ -229,7 +236,7 @@ class StepProbe:
         else:
             run = tf.constant(0, tf.int64)
             bad = tf.cast(blocking, tf.int64) * alive
-        halt = status[st.HALTED] + bad * int(self.policy == "stop")
+        halt = status[st.HALTED] + bad * int(self._pauses)
         total = status[st.TOTAL_BAD] + bad
         dead = (1 - alive) * status  # a dead step leaves the counts as they were
         consecutive = (status[st.CONSECUTIVE_BAD] + 1) * bad + dead[st.CONSECUTIVE_BAD]
