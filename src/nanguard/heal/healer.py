@@ -50,7 +50,7 @@ DYNAMICS = ("learning_rate_too_high", "exploding_gradients", "bad_initialization
 CODE = ("unstable_loss", "unstable_op", "unstable_gradient", "output_loss_mismatch")
 LR_BACKOFF = 0.3  # learning-rate factor per rollback
 MAX_ROLLBACKS = 5
-WATCH_EVERY = 10  # train-function calls between looks at the loss after a rollback
+WATCH_EVERY = 10  # steps between looks at the loss after a rollback (at the polls)
 CLIP_HEADROOM = 4  # clip at this many times what healthy steps reached: a bound, not a brake
 SETTLE_STEPS = 30  # steps after a rollback by which the loss should be back below its start
 CALM_STEPS = 10  # snapshots are taken only this many steps after the last incident
@@ -86,6 +86,7 @@ class Healer:
         self._rolled_for: Incident | None = None  # the incident of the last rollback
         self._rolled_step = step  # the global step of the last rollback
         self._watched: float | None = None  # the loss level rolled back to
+        self._watched_at = step  # the global step of the last look
         self._last_bad = step  # global step of the last incident (snapshots wait for calm)
         self._remedied = False  # the incident being handled got a remedy, not just a skip
         self._rescaled = False  # bad initialization was healed once by redrawing kernels
@@ -98,7 +99,8 @@ class Healer:
         if recorder.halted:
             return
         step = int(recorder.status[st.STEP])
-        if self.rollbacks and recorder.executions % WATCH_EVERY == 0:
+        if self.rollbacks and step - self._watched_at >= WATCH_EVERY:
+            self._watched_at = step
             self._watch(recorder, step)
         calm = step - self._last_bad >= CALM_STEPS
         if calm and self.snapshots.due(step):
