@@ -94,34 +94,46 @@ class HealControls:
     # -- graph side ----------------------------------------------------------------------------
 
     def filter_batch(self, data: Any) -> tuple[Any, Any]:
-        """(the batch without quarantined samples, whether none is left): trace-time.
+        """(the batch with quarantined samples masked out, whether none is left): trace-time.
 
-        A batch that is not all dense batched tensors (ragged, sparse, scalars) passes as is.
+        A quarantined sample is zeroed (inputs and targets) and weighted 0 rather than removed,
+        so that the batch keeps its static shape: a shape the ``tf.cond`` left unknown would
+        slow every step (recurrent layers most). Without sample weights of its own the batch
+        then carries weights of 1, which change no loss. With several outputs, a sample is only
+        zeroed (Keras takes one weight per output there). A batch that is not dense batched
+        tensors (ragged, sparse, scalars) passes as is.
         """
-        leaves = tf.nest.flatten(data)
-        tensors = [t for t in leaves if t is not None]
+        x, y, weight = keras.utils.unpack_x_y_sample_weight(data)
+        xs, ys = tf.nest.flatten(x), tf.nest.flatten(y) if y is not None else []
+        tensors = [t for t in [*xs, *ys, *tf.nest.flatten(weight)] if t is not None]
         if not tensors or not all(isinstance(t, tf.Tensor) and t.shape.rank for t in tensors):
             return data, None
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        weighted = len(ys) <= 1 and len(tf.nest.flatten(weight)) <= 1
+        size = tf.shape(tensors[0])[0]
+        if weighted and weight is None:
+            weight = tf.ones([size], tf.float32)
         rules = self.rules.read_value()
         self.filtering = True
 
-        def kept() -> tuple[list[tf.Tensor], tf.Tensor]:
-            size = tf.shape(tensors[0])[0]
-            keep = self._finite(tensors, rules) & self._labelled(y, rules)
-            keep &= ~self._known(x, rules)
+        def masked() -> tuple[list[Any], tf.Tensor]:
+            keep = self._finite(tensors, rules) & self._labelled(y, rules) & ~self._known(x, rules)
             left = tf.reduce_sum(tf.cast(keep, tf.int64))
             self.counts.assign_add(
                 tf.stack([tf.cast(size, tf.int64), tf.cast(size, tf.int64) - left])
             )
-            return [tf.boolean_mask(t, keep) for t in tensors], tf.equal(left, 0)
+            out = [_zeroed(t, keep) for t in [*xs, *ys]]
+            if weighted:
+                out.append(weight * tf.cast(keep, weight.dtype))
+            return out, tf.equal(left, 0)
 
-        out, empty = tf.cond(
-            tf.reduce_any(rules > 0), kept, lambda: (list(tensors), tf.constant(False))
-        )
-        filled = iter(out)
-        rebuilt = [None if t is None else next(filled) for t in leaves]
-        return tf.nest.pack_sequence_as(data, rebuilt), empty
+        def untouched() -> tuple[list[Any], tf.Tensor]:
+            return [*xs, *ys, *([weight] if weighted else [])], tf.constant(False)
+
+        out, empty = tf.cond(tf.reduce_any(rules > 0), masked, untouched)
+        new_x = tf.nest.pack_sequence_as(x, out[: len(xs)])
+        new_y = tf.nest.pack_sequence_as(y, out[len(xs) : len(xs) + len(ys)]) if ys else y
+        new_weight = out[-1] if weighted else weight
+        return keras.utils.pack_x_y_sample_weight(new_x, new_y, new_weight), empty
 
     @staticmethod
     def _finite(tensors: Sequence[tf.Tensor], rules: tf.Tensor) -> tf.Tensor:
@@ -181,6 +193,12 @@ class HealControls:
             yield
         finally:
             inner.__dict__.pop("_get_current_learning_rate", None)
+
+
+def _zeroed(t: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
+    """``t`` with the samples not kept set to 0 (a NaN among them gone too)."""
+    shape = tf.concat([tf.shape(keep), tf.ones([t.shape.rank - 1], tf.int32)], 0)
+    return tf.where(tf.reshape(keep, shape), t, tf.zeros_like(t))
 
 
 def _scaled(grad: Any, scale: tf.Tensor) -> Any:
