@@ -17,3 +17,23 @@ def mlp() -> tuple[keras.Model, np.ndarray, np.ndarray]:
     )
     model.compile("adam", "sparse_categorical_crossentropy")
     return model, x, y
+
+
+def cnn(batchnorm: bool = False) -> tuple[keras.Model, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    x = rng.random((4096, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 4096)
+    norm = [keras.layers.BatchNormalization()] if batchnorm else []
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(16, 3, activation="relu"),
+            *norm,
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model, x, y

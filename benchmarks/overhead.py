@@ -32,28 +32,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras
 import numpy as np
 import tensorflow as tf
-from models import mlp
+from models import cnn, mlp
 
 import nanguard
 from nanguard.contract import package_version
-
-
-def cnn() -> tuple[keras.Model, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(1)
-    x = rng.random((4096, 28, 28, 1), dtype=np.float32)
-    y = rng.integers(0, 10, 4096)
-    model = keras.Sequential(
-        [
-            keras.Input((28, 28, 1)),
-            keras.layers.Conv2D(16, 3, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Conv2D(32, 3, activation="relu"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
-    )
-    model.compile("adam", "sparse_categorical_crossentropy")
-    return model, x, y
 
 
 def gru() -> tuple[keras.Model, np.ndarray, np.ndarray]:
