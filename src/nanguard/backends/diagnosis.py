@@ -14,7 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
-MAX_LISTED = 10
+from nanguard.diagnose.nonfinite import MAX_LISTED, listed, named_arrays, nonfinite_rows
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Batch:
 
     @property
     def size(self) -> int:
-        first = next(iter(_named(self.x)), None)
+        first = next(iter(named_arrays(self.x)), None)
         return len(first[1]) if first is not None else 0
 
 
@@ -48,28 +48,6 @@ class Finding:
     fixes: list[str] = field(default_factory=list)
 
 
-def _named(value: Any) -> list[tuple[str, np.ndarray]]:
-    """The float arrays of a (nested) batch part, one row per sample, in Keras' flatten order."""
-    if value is None:
-        return []
-    if isinstance(value, dict):
-        named = [(str(k), v) for k, v in sorted(value.items()) if v is not None]
-    else:
-        flat = [v for v in keras.tree.flatten(value) if v is not None]
-        named = [(f"input {i}" if len(flat) > 1 else "input", v) for i, v in enumerate(flat)]
-    out = []
-    for name, value_ in named:
-        array = np.asarray(value_)
-        if array.ndim and array.dtype.kind == "f":
-            out.append((name, array.reshape(len(array), -1)))
-    return out
-
-
-def _listed(values: list[int]) -> str:
-    head = ", ".join(str(v) for v in values[:MAX_LISTED])
-    return head + (f" and {len(values) - MAX_LISTED} more" if len(values) > MAX_LISTED else "")
-
-
 def nonfinite_data(batch: Batch) -> Finding | None:
     """NaN/Inf in the batch's inputs, targets or sample weights: the cause, with positions."""
     for which, value, cause, array in (
@@ -77,29 +55,18 @@ def nonfinite_data(batch: Batch) -> Finding | None:
         ("targets", batch.y, "target_nonfinite", "y"),
         ("sample weights", batch.sample_weight, "target_nonfinite", "sample_weight"),
     ):
-        samples: set[int] = set()
-        features: set[int] = set()
-        count, name = 0, None
-        for path, rows in _named(value):
-            bad = ~np.isfinite(rows)
-            if bad.any():
-                name = name or path
-                where_rows, where_cols = np.nonzero(bad)
-                samples.update(where_rows.tolist())
-                features.update(where_cols.tolist())
-                count += int(bad.sum())
-        if not samples:
+        ordered, flat_features, count, name = nonfinite_rows(value)
+        if not ordered:
             continue
-        ordered = sorted(samples)
         return Finding(
             cause,
             0.97,
             samples=ordered,
-            features=sorted(features) if which == "inputs" else None,
+            features=flat_features if which == "inputs" else None,
             evidence=[
                 f"{count} non-finite value(s) in the {which} ({name}) of {len(ordered)} of "
-                f"{batch.size} samples in the batch: positions {_listed(ordered)}",
-                f"flat feature positions within a sample: {_listed(sorted(features))}",
+                f"{batch.size} samples in the batch: positions {listed(ordered)}",
+                f"flat feature positions within a sample: {listed(flat_features)}",
                 "the model's weights were finite before this step (the guard skipped the update)",
             ],
             fixes=[

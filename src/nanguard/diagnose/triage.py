@@ -23,11 +23,10 @@ import numpy as np
 
 from nanguard.contract import Alternative, Incident
 from nanguard.diagnose import losses, magnitude
+from nanguard.diagnose.nonfinite import MAX_LISTED, listed, nonfinite_rows
 from nanguard.diagnose.rows import leaves
 from nanguard.probe import state as st
 from nanguard.probe.capture import CapturedBatch
-
-MAX_LISTED = 10
 
 # Ops whose domain or range is limited: a non-finite value out of finite inputs is their doing.
 DOMAIN_OPS = frozenset(
@@ -163,11 +162,6 @@ def diagnose(facts: Facts) -> Diagnosis:
     return _unknown(facts)
 
 
-def listed(values: list[int]) -> str:
-    head = ", ".join(str(v) for v in values[:MAX_LISTED])
-    return head + (f" and {len(values) - MAX_LISTED} more" if len(values) > MAX_LISTED else "")
-
-
 # -- data ------------------------------------------------------------------------------------
 
 
@@ -185,33 +179,6 @@ def only_array(value: Any) -> Any:
     return flat[0] if len(flat) == 1 else None
 
 
-def _nonfinite_rows(value: Any) -> tuple[list[int], list[int], int, str | None]:
-    """Samples and flat features holding NaN/Inf across all arrays of ``value``; and a name."""
-    samples: set[int] = set()
-    features: set[int] = set()
-    count = 0
-    name = None
-    for path, arr in _named_leaves(value):
-        flat = flat_samples(arr)
-        if flat is None or flat.dtype.kind != "f":
-            continue
-        bad = ~np.isfinite(flat)
-        if bad.any():
-            name = name or path
-            rows, cols = np.nonzero(bad)
-            samples.update(rows.tolist())
-            features.update(cols.tolist())
-            count += int(bad.sum())
-    return sorted(samples), sorted(features), count, name
-
-
-def _named_leaves(value: Any) -> list[tuple[str, Any]]:
-    if isinstance(value, dict):
-        return [(str(k), v) for k, v in sorted(value.items()) if v is not None]
-    flat = leaves(value)
-    return [(f"input {i}" if len(flat) > 1 else "input", v) for i, v in enumerate(flat)]
-
-
 def _nonfinite_data(facts: Facts) -> Diagnosis | None:
     batch = facts.batch
     if batch is None:
@@ -221,7 +188,7 @@ def _nonfinite_data(facts: Facts) -> Diagnosis | None:
         ("targets", batch.y, "target_nonfinite"),
         ("sample weights", batch.sample_weight, "target_nonfinite"),
     ):
-        samples, features, count, name = _nonfinite_rows(value)
+        samples, features, count, name = nonfinite_rows(value)
         if not samples:
             continue
         evidence = [
