@@ -2,16 +2,20 @@
 CPUs (two replicas, so every guarded step adds the all-reduce of its verdicts), against plain
 Keras ``fit`` measured in the same run.
 
-Plain ``fit`` and ``nanguard.Guard()`` (and, with ``--configs``, ``guard-monitors``: the guard
-without pre-flight and monitors, i.e. its in-graph cost and polling) each get their own copy of
-the model (same seed, the models of ``overhead.py``), built in the strategy's scope and traced
-once. Then, round after round, each trains ``--steps`` steps, in an order that rotates each
-round; a configuration's time in a round is its median step time. Printed per model: each
-configuration's best round against plain ``fit``'s best (guarded / plain), and the median over
-rounds of the round's ratio with its interquartile range.
+One model per benchmark model (the models of ``overhead.py``), built in the strategy's scope, and
+one ``nanguard.Guard`` kept for the whole run, as a user keeps it. Round after round the same
+model trains ``--steps`` steps with the guard and ``--steps`` steps without it, the order
+alternating: the guard keeps both traced train functions, so switching retraces nothing, and the
+two measurements share the model's memory and placement (separate copies of one model differ by
+up to ~15% in step time on a 2-core machine, more than the guard costs). A step's time is the wall
+time between consecutive batch ends, the first ``--skip`` steps of a fit left out. Printed per
+model: plain ``fit``'s median step time, and for each guard configuration the median over rounds
+of its ratio to plain ``fit`` in the same round, with the interquartile range, for the mean step
+time (what a run takes, the host's periodic weight and activation samples included) and for the
+median step time (the steady step).
 
-    python benchmarks/distributed_overhead.py [--rounds 15] [--steps 40] [--batch 64]
-        [--models mlp,cnn,gru] [--configs plain,guard,guard-monitors]
+    python benchmarks/distributed_overhead.py [--rounds 15] [--steps 120] [--batch 64]
+        [--models mlp,cnn,gru] [--configs guard,guard-monitors]
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import time
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -29,34 +35,61 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import keras  # noqa: E402
-from overhead import MODELS, Config, Models, _fit  # noqa: E402
+import numpy as np  # noqa: E402
+from overhead import GUARDS, MODELS  # noqa: E402
 
 from nanguard.contract import package_version  # noqa: E402
 
 
-def prepare(
-    strategy: tf.distribute.Strategy, name: str, configs: list[Config], batch: int
-) -> Models:
-    """A fresh copy of the model per configuration, built in the strategy's scope and traced."""
-    models = {}
-    for config in configs:
-        keras.utils.set_random_seed(0)
-        with strategy.scope():
-            models[config.name] = MODELS[name]()
-        _fit(*models[config.name], config, 3, batch)
-    return models
+class BatchEnds(keras.callbacks.Callback):
+    """Wall time between consecutive batch ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+        self._last: float | None = None
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.times.append(now - self._last)
+        self._last = now
 
 
-def rounds(
-    configs: list[Config], models: Models, count: int, steps: int, batch: int
-) -> dict[str, list[float]]:
-    """Per configuration, its median step time in each round; the order rotates."""
-    times: dict[str, list[float]] = {c.name: [] for c in configs}
-    for r in range(count):
-        for config in configs[r % len(configs) :] + configs[: r % len(configs)]:
-            step_times = _fit(*models[config.name], config, steps, batch)
-            times[config.name].append(statistics.median(step_times))
-    return times
+def step_times(
+    model: keras.Model, data: tf.data.Dataset, guard: Any, steps: int, skip: int
+) -> list[float]:
+    timer = BatchEnds()
+    callbacks = [timer] if guard is None else [guard, timer]
+    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False, callbacks=callbacks)
+    return timer.times[skip:]
+
+
+def measure(
+    strategy: tf.distribute.Strategy,
+    name: str,
+    configs: list[str],
+    rounds: int,
+    steps: int,
+    batch: int,
+    skip: int,
+) -> dict[str, dict[str, list[float]]]:
+    """Per configuration ("plain" too), per statistic, one value per round."""
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model, x, y = MODELS[name]()
+    data = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(batch).prefetch(2)
+    guards: dict[str, Any] = {"plain": None} | {c: GUARDS[c]() for c in configs}
+    for guard in guards.values():  # trace every train function first
+        step_times(model, data, guard, skip + 5, 0)
+    out: dict[str, dict[str, list[float]]] = {c: {"mean": [], "median": []} for c in guards}
+    order = list(guards)
+    for r in range(rounds):
+        for config in order[r % len(order) :] + order[: r % len(order)]:
+            times = step_times(model, data, guards[config], steps, skip)
+            out[config]["mean"].append(statistics.fmean(times))
+            out[config]["median"].append(statistics.median(times))
+    return out
 
 
 def main() -> None:
@@ -64,38 +97,37 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--skip", type=int, default=3, help="first steps of each fit left out")
     parser.add_argument("--batch", type=int, default=64, help="global batch (both replicas)")
     parser.add_argument("--models", default="mlp,cnn,gru")
     parser.add_argument(
         "--configs",
-        default="plain,guard",
-        help="plain first; guard-monitors: the guard without pre-flight and monitors",
+        default="guard",
+        help="guard-monitors: the guard without pre-flight and monitors",
     )
     args = parser.parse_args()
+    configs = args.configs.split(",")
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, nanguard {package_version()}")
     print(
-        f"MirroredStrategy, {strategy.num_replicas_in_sync} replicas on logical CPUs; "
-        f"{args.rounds} rounds x {args.steps} steps, global batch {args.batch}; "
-        "a round's time is its median step time\n"
+        f"MirroredStrategy, 2 replicas on logical CPUs; {args.rounds} rounds x {args.steps} "
+        f"steps per configuration, global batch {args.batch}; ratio to plain fit in the same "
+        "round: median [IQR] over rounds\n"
     )
-    print(
-        f"{'model':6}{'config':>16}{'best ms':>10}{'plain best ms':>15}{'best/best':>11}"
-        f"{'median ratio [IQR] over rounds':>34}"
-    )
+    print(f"{'model':6}{'config':>16}{'plain ms':>10}{'mean step':>26}{'median step':>26}")
     for name in args.models.split(","):
-        configs = [Config(c) for c in args.configs.split(",")]
-        models = prepare(strategy, name, configs, args.batch)
-        times = rounds(configs, models, args.rounds, args.steps, args.batch)
-        plain = min(times["plain"])
-        for config in configs[1:]:
-            best = min(times[config.name])
-            ratios = [t / p for t, p in zip(times[config.name], times["plain"], strict=True)]
-            q1, q2, q3 = statistics.quantiles(ratios, n=4)
+        out = measure(strategy, name, configs, args.rounds, args.steps, args.batch, args.skip)
+        plain = out["plain"]
+        for config in configs:
+            cells = []
+            for stat in ("mean", "median"):
+                ratios = np.divide(out[config][stat], plain[stat])
+                q1, q2, q3 = statistics.quantiles(ratios, n=4)
+                cells.append(f"{q2:.3f}x [{q1:.3f}-{q3:.3f}]".rjust(26))
             print(
-                f"{name:6}{config.name:>16}{best * 1e3:10.2f}{plain * 1e3:15.2f}"
-                f"{best / plain:10.3f}x{f'{q2:.3f}x [{q1:.3f}-{q3:.3f}]':>34}",
+                f"{name:6}{config:>16}{statistics.median(plain['median']) * 1e3:10.2f}"
+                + "".join(cells),
                 flush=True,
             )
 

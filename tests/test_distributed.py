@@ -51,8 +51,11 @@ def test_heal_quarantines_the_record_on_every_replica() -> None:
     assert result["same_on_replicas"] and result["finite"]
 
 
-def test_healthy_mirrored_run_matches_unguarded_weights_and_has_no_incident() -> None:
-    guarded, plain = _run(-1), _run(-1, "plain")
+@pytest.mark.parametrize("clip", [(), ("clip",)])
+def test_healthy_mirrored_run_matches_unguarded_weights_and_has_no_incident(clip: tuple) -> None:
+    # Without clipping the guard sums the gradients with its verdicts in one all-reduce; with
+    # clipnorm (applied per replica before the sum) Keras sums them itself.
+    guarded, plain = _run(-1, "stop", *clip), _run(-1, "plain", *clip)
     run = guarded["report"]["runs"][0]
     assert run["status"] == "completed" and run["incidents"] == []
     assert guarded["same_on_replicas"] and guarded["finite"]

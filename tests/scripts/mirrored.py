@@ -1,6 +1,9 @@
 """Data-parallel fit on two logical CPUs with one NaN record, guarded by nanguard.Guard.
 
-    python mirrored.py BAD_ROW [stop|skip|heal|plain]
+    python mirrored.py BAD_ROW [stop|skip|heal|plain] [clip]
+
+``clip``: Adam with ``clipnorm``, which Keras applies to each replica's gradients before summing
+them, so the guard leaves the sum to Keras there (see ``StepProbe._all_reduce``).
 """
 
 import json
@@ -29,7 +32,8 @@ with strategy.scope():
     model = keras.Sequential(
         [keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)]
     )
-    model.compile("adam", "mse")
+    clip = "clip" in sys.argv[3:]
+    model.compile(keras.optimizers.Adam(clipnorm=0.5) if clip else "adam", "mse")
 guard = nanguard.Guard(mode if guarded else "stop", verbose=False, data=x)
 dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
 epochs = 3 if mode == "heal" else 1

@@ -63,7 +63,7 @@ class RunRecorder:
         self.drained = self.scanned = self.start
         self.executions = 0  # train-function calls the host saw complete (fit)
         self._last_poll = 0.0
-        self._before: list[np.ndarray] | None = None  # weights at the start of a sampled execution
+        self._before: list[Any] | None = None  # weights at the start of a sampled execution
         self.weights_bad = False
         self.status = status
         self.history = History(probe.variable_names, history_size)
@@ -86,7 +86,7 @@ class RunRecorder:
         if self._before is not None:
             self._sample_weights()
         elif self.executions % sample_every == 0:
-            self._before = self._weights()
+            self._before = self.probe.weight_sampler().copy()
         now = time.perf_counter()
         if now - self._last_poll >= interval:
             self._last_poll = now
@@ -94,22 +94,16 @@ class RunRecorder:
             if self.healer is not None:
                 self.healer.after_batch(self)
 
-    def _weights(self) -> list[np.ndarray]:
-        return [np.asarray(v.numpy()) for v in self.probe.optimizer._trainable_variables]
-
     def _sample_weights(self) -> None:
-        before, after = self._before, self._weights()
+        before = self._before
         self._before = None
         assert before is not None
+        norms, deltas, finite = self.probe.weight_sampler().measure(before)
         status = self.state.read_status()
         step = int(status[st.STEP]) - 1
-        norms = np.array([np.linalg.norm(w.astype(np.float64)) for w in after], np.float32)
-        deltas = [
-            np.linalg.norm((a - b).astype(np.float64)) for a, b in zip(after, before, strict=True)
-        ]
-        ratios = np.array(deltas, np.float64) / np.maximum(norms, 1e-12)
-        self.history.add_sample(step, norms, ratios.astype(np.float32))
-        if not all(np.isfinite(w).all() for w in after):
+        ratios = deltas / np.maximum(norms, 1e-12)
+        self.history.add_sample(step, norms.astype(np.float32), ratios.astype(np.float32))
+        if not finite:
             self.weights_bad = True
             self.drain(step + 1)
             self._add(
@@ -205,7 +199,7 @@ class RunRecorder:
         bad = list(zip(rows["step"][new].tolist(), rows["flags"][new].tolist(), strict=True))
         self.scanned = self.drained
         batch = self.capture.take() if self.capture is not None else None
-        if bad and not self.weights_bad and not all(np.isfinite(w).all() for w in self._weights()):
+        if bad and not self.weights_bad and not self.probe.weight_sampler().all_finite():
             # Finite gradients, yet the weights are not: the update before the first bad step
             # overflowed (the only way past the in-graph check). That step is the incident.
             self.weights_bad = True

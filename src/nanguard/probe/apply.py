@@ -4,7 +4,8 @@ Per step, in graph (works under ``tf.function``, XLA, ``steps_per_execution > 1`
 precision and ``tf.distribute``):
 
 1. measure: finiteness of the loss and of every gradient, and per-variable gradient norms;
-2. decide: one "bad" verdict per step, all-reduced so every replica takes the same decision;
+2. decide: one "bad" verdict per step, all-reduced (with the gradients, in one collective) so
+   every replica takes the same decision;
 3. apply the update only when the step is good and the run is not halted (``tf.cond``, the
    pattern of Keras' own ``LossScaleOptimizer``), so weights and optimizer state keep their
    last finite values;
@@ -113,6 +114,8 @@ class StepProbe:
         self.failed = False  # building the guarded step failed once: pass straight through
         self._passed = False  # this (eager) call got as far as the update
         self.variable_names: list[str] = []
+        self._sampler: st.WeightSampler | None = None
+        self._reduced: set[Any] = set()  # refs of gradients summed over replicas (see _all_reduce)
         self._original: Callable[..., Any] = original_apply(optimizer)
 
     # -- wiring ------------------------------------------------------------------------------
@@ -123,8 +126,15 @@ class StepProbe:
         self.optimizer._nanguard_probe = self
 
     def detach(self) -> None:
-        for attr in ("apply", "_nanguard_probe"):
+        for attr in ("apply", "_nanguard_probe", "_all_reduce_sum_gradients"):
             self.optimizer.__dict__.pop(attr, None)
+
+    def weight_sampler(self) -> st.WeightSampler:
+        """The host's reader of this optimizer's weights (see :class:`~.state.WeightSampler`)."""
+        variables = self.optimizer._trainable_variables
+        if self._sampler is None or not self._sampler.matches(variables):
+            self._sampler = st.WeightSampler(variables)
+        return self._sampler
 
     def prepare(self, variables: Sequence[Any] | None = None) -> bool:
         """Build the optimizer and the probe's variables outside any trace. False if impossible."""
@@ -200,16 +210,17 @@ class StepProbe:
 
         # [loss, gradients, labels] bad here; under tf.distribute, on any replica.
         local = tf.stack([loss_bad, ~grads_ok, label_bad]) & ~empty
+        if self.controls is not None and not self.is_scaler:
+            grads = self.controls.clip(grads, grad_sq)
         replica = tf.distribute.get_replica_context()
+        reduced = None
         if replica is not None and replica.num_replicas_in_sync > 1:
             # Keras scales each replica's loss by 1/replicas, so the sum is the global loss. An
             # empty share (its gradients are 0/0) blocks every replica's update.
-            summed = replica.all_reduce(
-                tf.distribute.ReduceOp.SUM,
-                tf.concat(
-                    [tf.cast(local, tf.float32), [loss_value, tf.cast(empty, tf.float32)]], axis=0
-                ),
+            verdict = tf.concat(
+                [tf.cast(local, tf.float32), [loss_value, tf.cast(empty, tf.float32)]], axis=0
             )
+            reduced, summed = self._all_reduce(replica, grads, verdict)
             seen, loss_value, empty = summed[:3] > 0, summed[3], summed[4] > 0
         else:
             seen = local
@@ -224,9 +235,8 @@ class StepProbe:
         step = status[st.STEP]
         live = self._within_budget(status)
         do_apply = live & ~blocking & ~empty
-        if self.controls is not None and not self.is_scaler:
-            grads = self.controls.clip(grads, grad_sq)
-        self._apply_if(do_apply, grads, tvars)
+        self._apply_if(do_apply, grads if reduced is None else reduced, tvars)
+        self._reduced.difference_update(g.ref() for g in reduced or () if g is not None)
 
         alive = tf.cast(live, tf.int64)
         if self.is_scaler:
@@ -261,6 +271,53 @@ class StepProbe:
                 self.capture.store(batch, locally_bad, step, anywhere)
         if self.raise_on_halt:
             self._raise_if_halted(state.status.read_value(), step)
+
+    def _all_reduce(
+        self, replica: Any, grads: list[Any], verdict: tf.Tensor
+    ) -> tuple[list[Any] | None, tf.Tensor]:
+        """(the gradients summed over replicas, or None; the verdicts summed).
+
+        Keras sums the gradients over replicas inside the update, which here runs under the
+        guard's ``tf.cond``, so after the verdicts' own all-reduce: two collectives in a row per
+        step, the second unable to start before the first ended. Where Keras would sum the
+        gradients unchanged (no clipping, scaling or accumulation before its sum), both go into
+        one collective here, and the update is told they are summed already (on the 7 ms MLP
+        step of ``benchmarks/distributed_overhead.py`` the second collective cost ~10%).
+        """
+        opt = self.optimizer
+        fusable = (
+            not self.is_scaler
+            and "_all_reduce_sum_gradients" in dir(opt)
+            and not opt.gradient_accumulation_steps
+            and opt.clipnorm is None
+            and opt.clipvalue is None
+            and opt.global_clipnorm is None
+            and opt.loss_scale_factor is None
+            and not any(
+                getattr(v, "overwrite_with_gradient", False) for v in opt._trainable_variables
+            )
+            and not any(isinstance(g, tf.IndexedSlices) for g in grads)
+        )
+        if not fusable:
+            return None, replica.all_reduce(tf.distribute.ReduceOp.SUM, verdict)
+        if "_all_reduce_sum_gradients" not in opt.__dict__:
+            opt.__dict__["_all_reduce_sum_gradients"] = self._sum_unless_summed
+        dense = [g for g in grads if g is not None]
+        out = replica.all_reduce(tf.distribute.ReduceOp.SUM, [*dense, verdict])
+        rest = iter(out[:-1])
+        reduced = [None if g is None else next(rest) for g in grads]
+        self._reduced.update(g.ref() for g in reduced if g is not None)
+        return reduced, out[-1]
+
+    def _sum_unless_summed(self, grads_and_vars: Any) -> list[Any]:
+        """The optimizer's gradient all-reduce, skipped for gradients :meth:`_all_reduce` summed."""
+        pairs = list(grads_and_vars)
+        summed = [g is not None and g.ref() in self._reduced for g, _ in pairs]
+        if all(summed[i] or g is None for i, (g, _) in enumerate(pairs)):
+            return pairs
+        if any(summed):  # never sum a gradient twice
+            raise RuntimeError("the update mixed summed and unsummed gradients")
+        return type(self.optimizer)._all_reduce_sum_gradients(self.optimizer, pairs)
 
     def _blocking(self, verdicts: tf.Tensor) -> tf.Tensor:
         return tf.reduce_any(verdicts & _SCALER_MASK) if self.is_scaler else tf.reduce_any(verdicts)
