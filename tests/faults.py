@@ -282,17 +282,32 @@ def relu_into_crossentropy() -> Case:
     return Case(model, x, y, {"batch_size": 32, "shuffle": False})
 
 
+def _deep_relu(inputs: int, units: int, depth: int, init: Any) -> keras.Model:
+    """``depth`` ReLU layers ``deep_0``... whose kernels all come from ``init``, then one output."""
+    deep = [
+        keras.layers.Dense(units, activation="relu", kernel_initializer=init, name=f"deep_{i}")
+        for i in range(depth)
+    ]
+    return keras.Sequential([keras.Input((inputs,)), *deep, keras.layers.Dense(1, name="out")])
+
+
 def wide_init() -> Case:
     rng = np.random.default_rng(34)
     x = rng.normal(size=(128, 16)).astype("float32")
     y = rng.normal(size=(128, 1)).astype("float32")
-    init = keras.initializers.RandomNormal(stddev=8.0)
-    deep = [
-        keras.layers.Dense(64, activation="relu", kernel_initializer=init, name=f"deep_{i}")
-        for i in range(8)
-    ]
-    model = keras.Sequential([keras.Input((16,)), *deep, keras.layers.Dense(1, name="out")])
+    model = _deep_relu(16, 64, 8, keras.initializers.RandomNormal(stddev=8.0))
     model.compile(keras.optimizers.SGD(1e-4), "mse")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False})
+
+
+def positive_init() -> Case:
+    """Kernels drawn uniform in [0, 1]: all positive, so no rescaling centres them; each of the
+    26 ReLU layers multiplies the signal by ~64 and the first forward pass overflows."""
+    rng = np.random.default_rng(37)
+    x = rng.normal(size=(256, 12)).astype("float32")
+    y = np.tanh(x[:, :3]).sum(axis=1, keepdims=True).astype("float32")
+    model = _deep_relu(12, 128, 26, keras.initializers.RandomUniform(0.0, 1.0, seed=37))
+    model.compile(keras.optimizers.Adam(1e-3), "mse")
     return Case(model, x, y, {"batch_size": 32, "shuffle": False})
 
 

@@ -21,6 +21,7 @@ from faults import (
     label_out_of_range,
     log_of_zero_loss,
     nan_input,
+    positive_init,
     wide_init,
     zero_std_column,
 )
@@ -137,6 +138,18 @@ def test_a_too_wide_initializer_is_rescaled_in_the_initial_weights() -> None:
     assert (incident.root_cause, incident.action) == ("bad_initialization", "rolled_back")
     assert "kernels rescaled to the Glorot/He scale: deep_0 x0.043" in _heal_lines(incident)[0]
     assert len(run.incidents) == 1 and _finite(case.model)
+
+
+def test_an_all_positive_initializer_is_redrawn_at_the_he_scale_before_relu() -> None:
+    ref, _ = fit_reference(positive_init)
+    assert ref.first_bad == 0
+    guard, case = _heal(positive_init)
+    run = guard.report.runs[0]
+    assert run.status == "healed"
+    incident = run.incidents[0]
+    assert (incident.root_cause, incident.action) == ("bad_initialization", "rolled_back")
+    assert "kernels drawn afresh: deep_1 (HeUniform)" in _heal_lines(incident)[0]
+    assert run.epoch_losses[-1] < run.epoch_losses[0] and _finite(case.model)
 
 
 def test_a_cause_only_code_fixes_is_skipped_once_then_stops() -> None:

@@ -230,8 +230,10 @@ class Healer:
         """Roll back to the initial weights with each kernel whose initializer draws far above
         the Glorot/He scale brought to that scale: a zero-mean draw is rescaled (its shape
         kept); one with a mean of its own, such as uniform [0, 1], which no scale fixes, is
-        drawn afresh from Keras' default, Glorot uniform; a recurrent kernel always gets Keras'
-        orthogonal default, as a rescaled random matrix still grows a signal over time steps.
+        drawn afresh: He uniform before a ReLU-like activation (Glorot's scale halves the signal
+        at each such layer, so a deep stack would start with vanishing gradients), else Keras'
+        default, Glorot uniform; a recurrent kernel always gets Keras' orthogonal default, as a
+        rescaled random matrix still grows a signal over time steps.
         Once; then like the other causes of divergence."""
         from nanguard.diagnose.magnitude import INIT_RATIO, kernels
 
@@ -239,6 +241,7 @@ class Healer:
         initial = self.snapshots.initial
         index = {id(v): i for i, v in enumerate(self.snapshots.variables)}
         rescaled, redrawn = [], []
+        rectified = _rectified_kernels(self.model)
         for seed, (name, kernel, drawn, usual) in enumerate(kernels(self.model)):
             if initial is None or drawn < INIT_RATIO * usual or id(kernel) not in index:
                 continue
@@ -249,12 +252,15 @@ class Healer:
                 initial.values[i] = value * np.float32(usual / drawn)
                 rescaled.append(f"{name} x{usual / drawn:.2g}")
                 continue
-            default = (
-                keras.initializers.Orthogonal if recurrent else keras.initializers.GlorotUniform
-            )
+            if recurrent:
+                default = keras.initializers.Orthogonal
+            elif id(kernel) in rectified:
+                default = keras.initializers.HeUniform
+            else:
+                default = keras.initializers.GlorotUniform
             fresh = default(seed=seed)(kernel.shape, dtype=kernel.dtype)
             initial.values[i] = keras.ops.convert_to_numpy(fresh)
-            redrawn.append(name)
+            redrawn.append(f"{name} ({default.__name__})")
         if initial is None or not (rescaled or redrawn):
             return self._roll_back(recorder, incident, self._last_bad)
         self._restore(recorder, initial)
@@ -263,17 +269,18 @@ class Healer:
         if rescaled:
             said.append(f"kernels rescaled to the Glorot/He scale: {_listed(rescaled)}")
         if redrawn:
-            said.append(
-                f"kernels drawn afresh (Glorot uniform; orthogonal for recurrent): "
-                f"{_listed(redrawn)}"
-            )
+            said.append(f"kernels drawn afresh: {_listed(redrawn)}")
         return "rolled back to the initial weights with " + "; ".join(said)
 
     def _restore(self, recorder: Any, snapshot: Snapshot) -> None:
         self.snapshots.restore(snapshot)
-        recorder.undone.append((snapshot.step, int(recorder.state.read_status()[st.STEP])))
+        now = int(recorder.state.read_status()[st.STEP])
+        recorder.undone.append((snapshot.step, now))
+        self._watched_at = now  # the first look comes WATCH_EVERY steps on, past undone losses
         recorder.weights_bad = False  # an update that overflowed the weights is undone
-        self._watched = snapshot.level
+        # The initial state has no level of its own: the run's starting loss stands for it, so
+        # a run that diverges again at once is caught climbing from there.
+        self._watched = snapshot.level if snapshot.level is not None else recorder.start_loss()
 
     def _backoff(self, incident: Incident, batch: Any) -> float:
         """The learning-rate factor of a heal: ``LR_BACKOFF``, except the first time inputs far
@@ -451,6 +458,22 @@ def _output_units(model: Any, batch: Any) -> int | None:
 
     first = tf.nest.map_structure(lambda t: np.asarray(t)[:1], batch.x)
     return int(np.shape(model(first, training=False))[-1])
+
+
+RECTIFIERS = {"relu", "relu6", "leaky_relu", "elu", "gelu", "silu"}
+
+
+def _rectified_kernels(model: Any) -> set[int]:
+    """Ids of the kernels of layers whose own activation is ReLU-like."""
+    out = set()
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        activation, kernel = getattr(layer, "activation", None), getattr(layer, "kernel", None)
+        if kernel is None or activation is None:
+            continue
+        name = getattr(activation, "__name__", None) or type(activation).__name__
+        if name.lower() in RECTIFIERS:
+            out.add(id(kernel))
+    return out
 
 
 def verdict(run: Run, first: float | None, final: float | None, start: float | None) -> str:
