@@ -223,7 +223,7 @@ def _usual_scale(shape: tuple[int, ...]) -> float:
     return max(np.sqrt(2.0 / (fan_in + fan_out)), np.sqrt(2.0 / max(fan_in, 1)))
 
 
-def _initializer_rms(init: Any, shape: tuple[int, ...]) -> float | None:
+def _initializer_scale(init: Any, shape: tuple[int, ...]) -> float | None:
     """The scale fresh weights from an initializer act at, drawn with a fixed seed so that the
     training's own random state is not touched: their RMS about their mean, with the mean
     counted ``sqrt(fan_in)`` times over. A unit's zero-mean weights add its inputs up with random
@@ -249,7 +249,7 @@ _KERNELS = (("kernel", "kernel_initializer"), ("recurrent_kernel", "recurrent_in
 
 
 def kernels(model: Any) -> list[tuple[str, Any, float, float]]:
-    """(layer, kernel variable, initializer scale (see :func:`_initializer_rms`), usual scale) for
+    """(layer, kernel variable, initializer scale (see :func:`_initializer_scale`), usual scale) for
     each kernel (and recurrent kernel) of the model's layers."""
     from nanguard.diagnose.replay import reported_names
 
@@ -261,7 +261,7 @@ def kernels(model: Any) -> list[tuple[str, Any, float, float]]:
             shape = tuple(int(d) for d in getattr(kernel, "shape", ()) or ())
             if kernel is None or init is None or len(shape) < 2:
                 continue
-            drawn = _initializer_rms(init, shape)
+            drawn = _initializer_scale(init, shape)
             if drawn is not None:
                 out.append((names.get(id(layer), layer.name), kernel, drawn, _usual_scale(shape)))
     return out

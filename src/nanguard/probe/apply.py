@@ -34,6 +34,7 @@ from nanguard.heal.controls import HealControls
 from nanguard.probe import state as st
 from nanguard.probe import trace
 from nanguard.probe.capture import BatchCapture
+from nanguard.probe.weights import WeightSampler
 
 STOP_MESSAGE = "nanguard: training stopped"
 
@@ -114,7 +115,7 @@ class StepProbe:
         self.failed = False  # building the guarded step failed once: pass straight through
         self._passed = False  # this (eager) call got as far as the update
         self.variable_names: list[str] = []
-        self._sampler: st.WeightSampler | None = None
+        self._sampler: WeightSampler | None = None
         self._reduced: set[Any] = set()  # refs of gradients summed over replicas (see _all_reduce)
         self._original: Callable[..., Any] = original_apply(optimizer)
 
@@ -129,11 +130,11 @@ class StepProbe:
         for attr in ("apply", "_nanguard_probe", "_all_reduce_sum_gradients"):
             self.optimizer.__dict__.pop(attr, None)
 
-    def weight_sampler(self) -> st.WeightSampler:
-        """The host's reader of this optimizer's weights (see :class:`~.state.WeightSampler`)."""
+    def weight_sampler(self) -> WeightSampler:
+        """The host's reader of this optimizer's weights (see :class:`~.weights.WeightSampler`)."""
         variables = self.optimizer._trainable_variables
         if self._sampler is None or not self._sampler.matches(variables):
-            self._sampler = st.WeightSampler(variables)
+            self._sampler = WeightSampler(variables)
         return self._sampler
 
     def prepare(self, variables: Sequence[Any] | None = None) -> bool:
@@ -287,7 +288,7 @@ class StepProbe:
         opt = self.optimizer
         fusable = (
             not self.is_scaler
-            and "_all_reduce_sum_gradients" in dir(opt)
+            and hasattr(opt, "_all_reduce_sum_gradients")
             and not opt.gradient_accumulation_steps
             and opt.clipnorm is None
             and opt.clipvalue is None
@@ -312,8 +313,9 @@ class StepProbe:
     def _sum_unless_summed(self, grads_and_vars: Any) -> list[Any]:
         """The optimizer's gradient all-reduce, skipped for gradients :meth:`_all_reduce` summed."""
         pairs = list(grads_and_vars)
-        summed = [g is not None and g.ref() in self._reduced for g, _ in pairs]
-        if all(summed[i] or g is None for i, (g, _) in enumerate(pairs)):
+        present = [g for g, _ in pairs if g is not None]
+        summed = [g.ref() in self._reduced for g in present]
+        if all(summed):
             return pairs
         if any(summed):  # never sum a gradient twice
             raise RuntimeError("the update mixed summed and unsummed gradients")

@@ -1,0 +1,56 @@
+"""The host's reads of the trainable weights for its sampled measurements (weight norms,
+update/weight ratios, a finiteness check), outside the training step."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+
+class WeightSampler:
+    """Reads the trainable weights for the host's sampled measurements, in one traced function
+    per kind of read, with the arithmetic in TensorFlow.
+
+    Read one by one, each variable costs its own call (about 0.13 ms each under
+    ``tf.distribute``), and norms taken with numpy on the host call BLAS, whose threads keep
+    spinning for milliseconds afterwards and slow the next training steps on a busy CPU: a
+    sampled step then cost ~15 ms on a 5 ms step. Kept by the probe, so each ``fit`` call does
+    not trace anew.
+    """
+
+    def __init__(self, variables: Sequence[Any]) -> None:
+        self.variables = list(variables)
+        self._copy = tf.function(lambda: [tf.identity(v.value) for v in self.variables])
+        self._measure = tf.function(self._norms)
+
+    def matches(self, variables: Sequence[Any]) -> bool:
+        return len(variables) == len(self.variables) and all(
+            a is b for a, b in zip(variables, self.variables, strict=True)
+        )
+
+    def copy(self) -> list[tf.Tensor]:
+        """The weights now, as tensors that later updates do not change."""
+        return self._copy()
+
+    def measure(self, before: list[tf.Tensor]) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(weight norms, norms of the change since ``before``, whether all weights are finite)."""
+        norms, deltas, finite = self._measure(before)
+        return norms.numpy(), deltas.numpy(), bool(finite)
+
+    def _norms(self, before: list[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        after = [tf.cast(v.value, tf.float64) for v in self.variables]
+        norms = tf.stack([tf.norm(tf.reshape(w, [-1])) for w in after])
+        deltas = tf.stack(
+            [
+                tf.norm(tf.reshape(w - tf.cast(b, tf.float64), [-1]))
+                for w, b in zip(after, before, strict=True)
+            ]
+        )
+        finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(w)) for w in after]))
+        return norms, deltas, finite
+
+    def all_finite(self) -> bool:
+        return all(np.isfinite(t.numpy()).all() for t in self.copy())
