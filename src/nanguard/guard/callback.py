@@ -167,7 +167,7 @@ class Guard(keras.callbacks.Callback):
         if patch is None:
             return
         patch.install()
-        patch.capture.prepare()
+        patch.capture.prepare(self.model.distribute_strategy)
         model = self.model
         self._training, self._failed = True, False
         self._run = Run(kind="fit", model=model.name, policy=self.policy)

@@ -21,7 +21,6 @@ steps (see :mod:`nanguard.guard.recorder`), not in the step.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import types
 from collections.abc import Callable, Sequence
@@ -151,14 +150,21 @@ class StepProbe:
             with tf.init_scope():
                 self._create_state()
                 if self.capture is not None:
-                    self.capture.prepare()
+                    self.capture.prepare(self._strategy())
         return True
+
+    def _strategy(self) -> tf.distribute.Strategy:
+        """The optimizer's strategy, not the current one: under ``tf.init_scope`` (in a trace) or
+        in a callback there is none, and a plain variable on the first device would make every
+        other replica send its writes there."""
+        return getattr(self.optimizer, "_distribution_strategy", None) or (
+            tf.distribute.get_strategy()
+        )
 
     def _create_state(self) -> None:
         variables = list(self.optimizer._trainable_variables)
         self.variable_names = [getattr(v, "path", None) or v.name for v in variables]
-        strategy = tf.distribute.get_strategy()
-        with strategy.scope() if tf.distribute.has_strategy() else contextlib.nullcontext():
+        with self._strategy().scope():
             self.state = st.ProbeState(len(variables), self.ring)
             if self.policy == "heal":
                 self.controls = HealControls()

@@ -8,12 +8,15 @@ XLA cluster (see :mod:`nanguard.guard.fit_patch`) because XLA cannot resize vari
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from nanguard.probe.state import local_copies
 
 
 @dataclass
@@ -40,14 +43,25 @@ class BatchCapture:
         self._dtypes: list[tf.DType | None] = []
         self._replicas = 1
 
-    def prepare(self) -> None:
+    def prepare(self, strategy: tf.distribute.Strategy | None = None) -> None:
+        """Create the slot; under a one-process ``strategy`` one per replica, on its own device:
+        a replica that only checked a slot on another device would pay a round trip there every
+        step. Across workers each process keeps its own (plain) slot: a distributed variable
+        would broadcast its initial value, which no collective does for strings."""
         if self.var is None:
-            with tf.init_scope():
+            strategy = strategy or tf.distribute.get_strategy()
+            per_replica: dict[str, Any] = {"trainable": False}
+            scope = contextlib.nullcontext()
+            if not strategy.extended._in_multi_worker_mode():
+                per_replica["synchronization"] = tf.VariableSynchronization.ON_READ
+                per_replica["aggregation"] = tf.VariableAggregation.ONLY_FIRST_REPLICA
+                scope = strategy.scope()
+            with tf.init_scope(), scope:
                 self.var = tf.Variable(
-                    tf.zeros([0], tf.string), shape=[None], trainable=False, name="nanguard_batch"
+                    tf.zeros([0], tf.string), shape=[None], name="nanguard_batch", **per_replica
                 )
                 self.held = tf.Variable(
-                    tf.constant(-1, tf.int64), trainable=False, name="nanguard_held"
+                    tf.constant(-1, tf.int64), name="nanguard_held", **per_replica
                 )
 
     def store(
@@ -109,14 +123,20 @@ class BatchCapture:
         tf.cond(first(anywhere), gather_and_write, lambda: None)
 
     def take(self) -> CapturedBatch | None:
-        """Host: the held batch as numpy (or None), freeing the slot for the next one."""
+        """Host: the held batch of the earliest step as numpy (or None), freeing its slot and
+        any slot holding the same step (another replica's share of it)."""
         if self.held is None:
             return None
-        step = int(self.held.numpy())
-        if step < 0:
+        slots = list(zip(local_copies(self.held), local_copies(self.var), strict=True))
+        steps = [int(held.numpy()) for held, _ in slots]
+        kept = [s for s in steps if s >= 0]
+        if not kept:
             return None
-        parts = self.var.numpy()
-        self.held.assign(-1)
+        step = min(kept)
+        parts = slots[steps.index(step)][1].numpy()
+        for (held, _), s in zip(slots, steps, strict=True):
+            if 0 <= s <= step:
+                held.assign(-1)
         replica = int(tf.io.parse_tensor(parts[0], tf.int64))
         values = [
             None if dtype is None else np.asarray(tf.io.parse_tensor(raw, dtype))

@@ -32,7 +32,11 @@ def check_labels(y: tf.Tensor, y_pred: tf.Tensor, ignore_class: int | None) -> t
     Runs every step, so the common case (integer labels, no ``ignore_class``) is a min, a max
     and a clip; unsafe labels are clipped into range (the step is skipped anyway).
     """
-    units = tf.cast(tf.shape(y_pred)[-1], y.dtype)
+    # The static width where known: a dynamic ``tf.shape`` would keep alive an output op that
+    # the loss itself bypasses (Keras computes a softmax output's cross-entropy from its logits,
+    # and the unused softmax is pruned): on CPU that op cost more than the rest of the guard.
+    width = y_pred.shape[-1]
+    units = tf.cast(tf.shape(y_pred)[-1] if width is None else width, y.dtype)
     if ignore_class is None and not y.dtype.is_floating:
         bad = (tf.reduce_min(y) < 0) | (tf.reduce_max(y) >= units)
         return tf.clip_by_value(y, tf.zeros_like(units), units - 1), bad

@@ -41,16 +41,26 @@ class WeightSampler:
         return norms.numpy(), deltas.numpy(), bool(finite)
 
     def _norms(self, before: list[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        after = [tf.cast(v.value, tf.float64) for v in self.variables]
-        norms = tf.stack([tf.norm(tf.reshape(w, [-1])) for w in after])
-        deltas = tf.stack(
-            [
-                tf.norm(tf.reshape(w - tf.cast(b, tf.float64), [-1]))
-                for w, b in zip(after, before, strict=True)
-            ]
-        )
-        finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(w)) for w in after]))
-        return norms, deltas, finite
+        """Half summed squares in float32 (one fused kernel per tensor); only when one of them is
+        not finite (a non-finite weight, or squares that overflow) are the norms recomputed in
+        float64 and each weight checked element by element. Casting every weight to float64
+        made a sample cost ~2 ms on a 270k-weight model."""
+        after = [v.value for v in self.variables]
+        deltas = [w - tf.cast(b, w.dtype) for w, b in zip(after, before, strict=True)]
+        half = tf.stack([tf.nn.l2_loss(tf.cast(t, tf.float32)) for t in after + deltas])
+        n = len(after)
+
+        def fast() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            norms = tf.sqrt(2.0 * tf.cast(half, tf.float64))
+            return norms[:n], norms[n:], tf.constant(True)
+
+        def exact() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            norms = tf.stack([tf.norm(tf.reshape(tf.cast(t, tf.float64), [-1])) for t in after])
+            changes = tf.stack([tf.norm(tf.reshape(tf.cast(t, tf.float64), [-1])) for t in deltas])
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(w)) for w in after])
+            return norms, changes, finite
+
+        return tf.cond(tf.reduce_all(tf.math.is_finite(half)), fast, exact)
 
     def all_finite(self) -> bool:
         return all(np.isfinite(t.numpy()).all() for t in self.copy())
