@@ -14,8 +14,13 @@ of its ratio to plain ``fit`` in the same round, with the interquartile range, f
 time (what a run takes, the host's periodic weight and activation samples included) and for the
 median step time (the steady step).
 
+For reference, the same model then trains with Keras' own ``LossScaleOptimizer`` against plain
+Adam, alternating the same way (the two compiled train functions kept and swapped): it skips
+non-finite steps through the same cross-replica ``tf.cond`` the guard uses under a strategy that
+merges replicas, so its ratio shows what any skip costs there (row ``keras-skip``).
+
     python benchmarks/distributed_overhead.py [--rounds 15] [--steps 120] [--batch 64]
-        [--models mlp,cnn,gru] [--configs guard,guard-monitors]
+        [--models mlp,cnn,gru] [--configs guard,guard-monitors] [--no-keras-skip]
 """
 
 from __future__ import annotations
@@ -92,6 +97,54 @@ def measure(
     return out
 
 
+def keras_skip(
+    strategy: tf.distribute.Strategy, name: str, rounds: int, steps: int, batch: int, skip: int
+) -> dict[str, dict[str, list[float]]]:
+    """Plain Adam and Adam in a ``LossScaleOptimizer``, one model, in alternation (as
+    :func:`measure`; the optimizer and its train function swapped between fits)."""
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model, x, y = MODELS[name]()
+        compiled: dict[str, tuple[Any, Any]] = {}
+        for config, optimizer in (
+            ("plain", keras.optimizers.Adam()),
+            ("keras-skip", keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam())),
+        ):
+            model.compile(optimizer, model.loss)
+            compiled[config] = (model.optimizer, model.make_train_function())
+    data = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(batch).prefetch(2)
+
+    def run(config: str, n: int, first: int) -> list[float]:
+        model.optimizer, model.train_function = compiled[config]
+        return step_times(model, data, None, n, first)
+
+    for config in compiled:  # trace each with its own optimizer in place
+        run(config, skip + 5, 0)
+    out: dict[str, dict[str, list[float]]] = {c: {"mean": [], "median": []} for c in compiled}
+    order = list(compiled)
+    for r in range(rounds):
+        for config in order[r % 2 :] + order[: r % 2]:
+            times = run(config, steps, skip)
+            out[config]["mean"].append(statistics.fmean(times))
+            out[config]["median"].append(statistics.median(times))
+    return out
+
+
+def print_rows(name: str, out: dict[str, dict[str, list[float]]], configs: list[str]) -> None:
+    plain = out["plain"]
+    for config in configs:
+        cells = []
+        for stat in ("mean", "median"):
+            ratios = np.divide(out[config][stat], plain[stat])
+            q1, q2, q3 = statistics.quantiles(ratios, n=4)
+            cells.append(f"{q2:.3f}x [{q1:.3f}-{q3:.3f}]".rjust(26))
+        print(
+            f"{name:6}{config:>16}{statistics.median(plain['median']) * 1e3:10.2f}"
+            + "".join(cells),
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -106,6 +159,12 @@ def main() -> None:
         default="guard",
         help="guard-monitors: the guard without pre-flight and monitors",
     )
+    parser.add_argument(
+        "--no-keras-skip",
+        dest="keras_skip",
+        action="store_false",
+        help="leave out the LossScaleOptimizer reference",
+    )
     args = parser.parse_args()
     configs = args.configs.split(",")
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -118,18 +177,10 @@ def main() -> None:
     print(f"{'model':6}{'config':>16}{'plain ms':>10}{'mean step':>26}{'median step':>26}")
     for name in args.models.split(","):
         out = measure(strategy, name, configs, args.rounds, args.steps, args.batch, args.skip)
-        plain = out["plain"]
-        for config in configs:
-            cells = []
-            for stat in ("mean", "median"):
-                ratios = np.divide(out[config][stat], plain[stat])
-                q1, q2, q3 = statistics.quantiles(ratios, n=4)
-                cells.append(f"{q2:.3f}x [{q1:.3f}-{q3:.3f}]".rjust(26))
-            print(
-                f"{name:6}{config:>16}{statistics.median(plain['median']) * 1e3:10.2f}"
-                + "".join(cells),
-                flush=True,
-            )
+        print_rows(name, out, configs)
+        if args.keras_skip:
+            reference = keras_skip(strategy, name, args.rounds, args.steps, args.batch, args.skip)
+            print_rows(name, reference, ["keras-skip"])
 
 
 if __name__ == "__main__":

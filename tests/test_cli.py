@@ -73,6 +73,16 @@ def test_quiet_healthy_run_prints_only_the_script(tmp_path: Path) -> None:
     assert out.returncode == 0 and out.stdout == "" and "nanguard" not in out.stderr
 
 
+def test_healthy_run_prints_each_warning_once_then_one_summary_line() -> None:
+    out = nanguard("run", str(SCRIPTS / "fit_warned.py"))
+    assert out.returncode == 0 and out.stdout == "finite True\n", out.stderr
+    lines = [line for line in out.stderr.splitlines() if "nanguard" in line]
+    assert len(lines) == 2, out.stderr
+    assert lines[0].startswith("nanguard: warning at step 0 of warned: learning_rate_too_high")
+    assert lines[1] == "nanguard: warned: 16 steps, no non-finite value (fit); 1 warning"
+    assert out.stderr.count("learning_rate_too_high") == 1  # not listed again under the summary
+
+
 def test_exit_code_and_traceback_of_the_script_are_kept(tmp_path: Path) -> None:
     assert nanguard("run", str(SCRIPTS / "exits.py"), "3").returncode == 3
     out = nanguard("run", "--json", str(tmp_path / "r.json"), str(SCRIPTS / "raises.py"))

@@ -153,9 +153,7 @@ SCENARIOS = [
     Scenario("corrupt-image", "one corrupt record among 9000 images", corrupt_image),
     Scenario("zero-std", "0/0 in hand-written standardization (a constant column)", zero_std),
     Scenario("label-range", "labels 1..10 for a 10-unit softmax", label_range),
-    Scenario(
-        "learning-rate", "a learning rate that survived 100 samples, on 9000", learning_rate
-    ),
+    Scenario("learning-rate", "a learning rate that survived 100 samples, on 9000", learning_rate),
     Scenario(
         "unscaled-pixels",
         "raw 0..255 pixel values with a learning rate that suits scaled ones",
@@ -208,7 +206,7 @@ def run_demo(
         if error is not None and not is_guard_stop(error):
             print(f"   training raised {type(error).__name__}", file=sys.stderr)
         for run in session.finish(error).runs:
-            print_run_summary(run)
+            print_run_summary(run, warnings=False)  # each was printed as it appeared
             combined.runs.append(run)
         print(f"   ({time.perf_counter() - began:.1f} s)", file=sys.stderr)
     write_outputs(combined, json_path, report_dir)

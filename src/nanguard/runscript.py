@@ -66,7 +66,7 @@ def run_script(
         from nanguard.render.terminal import print_run_summary
 
         for run in report.runs:
-            print_run_summary(run)
+            print_run_summary(run, warnings=False)  # each was printed as it appeared
     write_outputs(report, json_path, report_dir)
     return code
 

@@ -326,7 +326,7 @@ class Guard(keras.callbacks.Callback):
             if self.verbose and self.summary:
                 from nanguard.render.terminal import print_run_summary
 
-                print_run_summary(run)
+                print_run_summary(run, warnings=False)  # each was printed as it appeared
 
         try:
             self._safely(work)

@@ -63,12 +63,14 @@ def print_incident(run: Run, incident: Incident, file: IO[str] | None = None) ->
 
 
 def summary_line(run: Run) -> str:
+    n = len(run.warnings)
+    warned = f"; {n} warning{'s' if n != 1 else ''}" if n else ""
     if not run.incidents:
-        return f"nanguard: {run.model}: {run.steps} steps, no non-finite value ({run.kind})"
+        return f"nanguard: {run.model}: {run.steps} steps, no non-finite value ({run.kind}){warned}"
     first = run.incidents[0]
     return (
         f"nanguard: {run.model}: {run.status} after {run.steps} steps; "
-        f"{len(run.incidents)} incident(s), first at step {first.step}: {first.root_cause}"
+        f"{len(run.incidents)} incident(s), first at step {first.step}: {first.root_cause}" + warned
     )
 
 
@@ -86,9 +88,10 @@ def warning_lines(run: Run) -> list[str]:
     return lines
 
 
-def print_run_summary(run: Run, file: IO[str] | None = None) -> None:
-    """The summary line, then the run's warnings, one line each."""
+def print_run_summary(run: Run, file: IO[str] | None = None, *, warnings: bool = True) -> None:
+    """The summary line, then (``warnings``) the run's warnings, one line each: left out where
+    each was already printed as it appeared, so a healthy run ends on one line."""
     console = _console(file)
     console.print(escape(summary_line(run)), soft_wrap=True)
-    for line in warning_lines(run):
+    for line in warning_lines(run) if warnings else []:
         console.print("  " + line, soft_wrap=True)
