@@ -268,12 +268,13 @@ def kernels(model: Any) -> list[tuple[str, Any, float, float]]:
 
 
 def kernel_scales(model: Any) -> list[tuple[str, float, float, float]]:
-    """(layer, weights RMS now, initializer scale, usual scale) for each kernel of the model."""
+    """(layer, RMS of the weights' finite values now (NaN if none is), initializer scale, usual
+    scale) for each kernel of the model."""
     out = []
     for name, kernel, drawn, usual in kernels(model):
         now = np.asarray(kernel.numpy(), dtype=np.float64)
         now = now[np.isfinite(now)]
-        rms = float(np.sqrt(np.mean(np.square(now)))) if now.size else 0.0
+        rms = float(np.sqrt(np.mean(np.square(now)))) if now.size else float("nan")
         out.append((name, rms, drawn, float(usual)))
     return out
 
@@ -290,7 +291,7 @@ def bad_initialization(facts: Any, scales: list[tuple[str, float, float, float]]
         f"layer '{name}': its kernel initializer draws weights at scale {init:.3g} (their "
         "spread, plus their mean summed over the inputs), "
         f"{init / usual:.3g}x the Glorot/He scale for its shape ({usual:.3g}); the weights are "
-        f"now at RMS {rms:.3g}"
+        + (f"now at RMS {rms:.3g}" if np.isfinite(rms) else "now all non-finite")
         for name, rms, init, usual in oversized[:4]
     ]
     replay = facts.replay()
