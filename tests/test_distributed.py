@@ -51,6 +51,17 @@ def test_heal_quarantines_the_record_on_every_replica() -> None:
     assert result["same_on_replicas"] and result["finite"]
 
 
+def test_heal_under_central_storage_quarantines_the_record() -> None:
+    # Variables on one device, computation on two replicas: the guard keeps plain variables
+    # there (per-replica ones would be written through a merge_call inside its tf.cond).
+    result = _run(100, "heal", "central")
+    run = result["report"]["runs"][0]
+    assert result["replicas"] == 2 and run["status"] == "healed"
+    assert [(i["step"], i["action"]) for i in run["incidents"]] == [(3, "quarantined")]
+    assert run["incidents"][0]["dataset_indices"] == [100]
+    assert result["finite"]
+
+
 @pytest.mark.parametrize("clip", [(), ("clip",)])
 def test_healthy_mirrored_run_matches_unguarded_weights_and_has_no_incident(clip: tuple) -> None:
     # Without clipping the guard sums the gradients with its verdicts in one all-reduce; with

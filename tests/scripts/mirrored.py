@@ -1,9 +1,11 @@
 """Data-parallel fit on two logical CPUs with one NaN record, guarded by nanguard.Guard.
 
-    python mirrored.py BAD_ROW [stop|skip|heal|plain] [clip]
+    python mirrored.py BAD_ROW [stop|skip|heal|plain] [clip] [central]
 
 ``clip``: Adam with ``clipnorm``, which Keras applies to each replica's gradients before summing
-them, so the guard leaves the sum to Keras there (see ``StepProbe._all_reduce``).
+them, so the guard leaves the sum to Keras there (see ``StepProbe._all_reduce``). ``central``:
+``CentralStorageStrategy`` (variables on one device, computation on both) instead of
+``MirroredStrategy``.
 """
 
 import json
@@ -27,7 +29,11 @@ x = np.random.default_rng(0).normal(size=(256, 4)).astype("float32")
 y = x[:, :1] * 2.0
 if bad_row >= 0:
     x[bad_row, 3] = np.nan
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+devices = ["/cpu:0", "/cpu:1"]
+if "central" in sys.argv[3:]:
+    strategy = tf.distribute.experimental.CentralStorageStrategy(devices)
+else:
+    strategy = tf.distribute.MirroredStrategy(devices)
 with strategy.scope():
     model = keras.Sequential(
         [keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)]

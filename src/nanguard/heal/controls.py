@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nanguard.probe.state import guard_variable
+from nanguard.probe.state import guard_variable, local_copies
 
 CAPACITY = 4096  # quarantined records held by fingerprint
 _TOLERANCE = 1e-4  # relative: a fingerprint computed eagerly and in graph agrees far closer
@@ -82,8 +82,9 @@ class HealControls:
         return len(new)
 
     def quarantine_counts(self) -> tuple[int, int]:
-        """(samples offered, samples dropped) since a quarantine rule first came on."""
-        seen, dropped = self.counts.numpy().tolist()
+        """(samples offered, samples dropped) since a quarantine rule first came on, summed over
+        the replicas (each counts its own share of the batch in its own copy)."""
+        seen, dropped = np.sum([c.numpy() for c in local_copies(self.counts)], axis=0).tolist()
         return int(seen), int(dropped)
 
     def _set_rule(self, slot: int, value: int) -> None:

@@ -155,8 +155,7 @@ class StepProbe:
 
     def _strategy(self) -> tf.distribute.Strategy:
         """The optimizer's strategy, not the current one: under ``tf.init_scope`` (in a trace) or
-        in a callback there is none, and a plain variable on the first device would make every
-        other replica send its writes there."""
+        in a callback there is none."""
         return getattr(self.optimizer, "_distribution_strategy", None) or (
             tf.distribute.get_strategy()
         )
@@ -164,7 +163,7 @@ class StepProbe:
     def _create_state(self) -> None:
         variables = list(self.optimizer._trainable_variables)
         self.variable_names = [getattr(v, "path", None) or v.name for v in variables]
-        with self._strategy().scope():
+        with st.per_replica_scope(self._strategy()):
             self.state = st.ProbeState(len(variables), self.ring)
             if self.policy == "heal":
                 self.controls = HealControls()

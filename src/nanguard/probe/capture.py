@@ -8,7 +8,6 @@ XLA cluster (see :mod:`nanguard.guard.fit_patch`) because XLA cannot resize vari
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nanguard.probe.state import local_copies
+from nanguard.probe.state import local_copies, per_replica_scope
 
 
 @dataclass
@@ -44,18 +43,16 @@ class BatchCapture:
         self._replicas = 1
 
     def prepare(self, strategy: tf.distribute.Strategy | None = None) -> None:
-        """Create the slot; under a one-process ``strategy`` one per replica, on its own device:
-        a replica that only checked a slot on another device would pay a round trip there every
-        step. Across workers each process keeps its own (plain) slot: a distributed variable
-        would broadcast its initial value, which no collective does for strings."""
+        """Create the slot: under ``MirroredStrategy`` one per replica, on its own device (see
+        :func:`~nanguard.probe.state.per_replica_scope`), so that no replica pays a round trip
+        to another device every step to check it."""
         if self.var is None:
-            strategy = strategy or tf.distribute.get_strategy()
-            per_replica: dict[str, Any] = {"trainable": False}
-            scope = contextlib.nullcontext()
-            if not strategy.extended._in_multi_worker_mode():
-                per_replica["synchronization"] = tf.VariableSynchronization.ON_READ
-                per_replica["aggregation"] = tf.VariableAggregation.ONLY_FIRST_REPLICA
-                scope = strategy.scope()
+            per_replica = {
+                "trainable": False,
+                "synchronization": tf.VariableSynchronization.ON_READ,
+                "aggregation": tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            }
+            scope = per_replica_scope(strategy or tf.distribute.get_strategy())
             with tf.init_scope(), scope:
                 self.var = tf.Variable(
                     tf.zeros([0], tf.string), shape=[None], name="nanguard_batch", **per_replica

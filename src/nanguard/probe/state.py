@@ -9,6 +9,7 @@ per step keep the in-graph op count (what a CPU step pays for) low.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,11 +67,11 @@ def halted(status: np.ndarray, limits: Limits) -> bool:
 
 
 def guard_variable(value: tf.Tensor | np.ndarray, name: str, **kwargs: object) -> tf.Variable:
-    """A variable the guard writes inside the step: never trained, and (created in the
-    strategy's scope) one copy per replica, each written by its own replica with no cross-device
-    traffic (every replica computes the same status from all-reduced verdicts); the host reads
-    the first copy and writes all. A single variable on the first device would make every other
-    replica send its writes there each step."""
+    """A variable the guard writes inside the step: never trained, and (created in
+    :func:`per_replica_scope`) one copy per replica, each written by its own replica with no
+    cross-device traffic (every replica computes the same status from all-reduced verdicts);
+    the host reads the first copy and writes all. A single variable on the first device made
+    every other replica send its writes there each step."""
     return tf.Variable(
         value,
         trainable=False,
@@ -79,6 +80,17 @@ def guard_variable(value: tf.Tensor | np.ndarray, name: str, **kwargs: object) -
         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
         **kwargs,
     )
+
+
+def per_replica_scope(strategy: tf.distribute.Strategy) -> contextlib.AbstractContextManager:
+    """Where to create the guard's variables: in a ``MirroredStrategy``'s scope, so that each
+    replica gets its own copy on its own device. Elsewhere plain variables: across workers each
+    process keeps its own (a distributed variable would broadcast its initial value, which no
+    collective does for strings), and ``CentralStorageStrategy`` writes its per-replica
+    variables through a ``merge_call``, which no ``tf.cond`` can hold."""
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return strategy.scope()
+    return contextlib.nullcontext()
 
 
 def local_copies(variable: tf.Variable) -> list[tf.Variable]:
