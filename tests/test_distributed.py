@@ -51,6 +51,35 @@ def test_heal_quarantines_the_record_on_every_replica() -> None:
     assert result["same_on_replicas"] and result["finite"]
 
 
+def test_hand_written_mirrored_loop_skips_the_nan_step_and_names_the_sample(
+    tmp_path: Path,
+) -> None:
+    script = str(Path(__file__).parent / "scripts" / "mirrored_loop.py")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    plain = subprocess.run(
+        [sys.executable, script], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert plain.stdout.strip().endswith("finite False"), plain.stderr[-2000:]
+    report = str(tmp_path / "r.json")
+    out = subprocess.run(
+        [sys.executable, "-m", "nanguard", "run", "--policy", "skip", "--json", report, script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert out.stdout.strip().endswith("finite True"), out.stderr[-2000:]
+    assert "cannot guard" not in out.stderr
+    run = json.loads(Path(report).read_text())["runs"][0]
+    assert (run["kind"], run["status"]) == ("custom_loop", "completed")
+    incident = run["incidents"][0]
+    assert (incident["step"], incident["root_cause"], incident["samples"]) == (
+        3,
+        "input_nonfinite",
+        [24],
+    )
+
+
 def test_heal_under_central_storage_quarantines_the_record() -> None:
     # Variables on one device, computation on two replicas: the guard keeps plain variables
     # there (per-replica ones would be written through a merge_call inside its tf.cond).

@@ -42,8 +42,10 @@ class TrainingStopped(RuntimeError):
     """Raised in an eager hand-written loop when the guard halts it (policy or skip budget)."""
 
 
-# Which of the verdicts [loss, gradients, labels] block a LossScaleOptimizer's update.
-_SCALER_MASK = tf.constant([True, False, True])
+# Which of the verdicts [loss, gradients, labels] block a LossScaleOptimizer's update (a list:
+# a tensor made at import would start TensorFlow's runtime before the user's script could
+# configure its devices under `nanguard run`).
+_SCALER_MASK = [True, False, True]
 
 
 def _all_finite(tensors: Sequence[tf.Tensor]) -> tf.Tensor:
@@ -147,10 +149,12 @@ class StepProbe:
                     opt.build(list(variables))
                 opt.built = True
         if self.state is None:
-            with tf.init_scope():
+            if tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context():
+                # Traced inside ``strategy.run`` (a hand-written loop): the variables are made
+                # once, where every replica meets.
+                tf.distribute.get_replica_context().merge_call(lambda _: self._create_state())
+            else:
                 self._create_state()
-                if self.capture is not None:
-                    self.capture.prepare(self._strategy())
         return True
 
     def _strategy(self) -> tf.distribute.Strategy:
@@ -163,10 +167,13 @@ class StepProbe:
     def _create_state(self) -> None:
         variables = list(self.optimizer._trainable_variables)
         self.variable_names = [getattr(v, "path", None) or v.name for v in variables]
-        with st.per_replica_scope(self._strategy()):
+        strategy = self._strategy()
+        with tf.init_scope(), st.per_replica_scope(strategy):
             self.state = st.ProbeState(len(variables), self.ring)
             if self.policy == "heal":
                 self.controls = HealControls()
+        if self.capture is not None:
+            self.capture.prepare(strategy)
 
     # -- the guarded step ----------------------------------------------------------------------
 
@@ -177,23 +184,31 @@ class StepProbe:
                 return self._original(grads, trainable_variables)
             if trainable_variables is not None:
                 trainable_variables = list(trainable_variables)
-            if self.failed or not self.prepare(trainable_variables):
+            try:
+                ready = not self.failed and self.prepare(trainable_variables)
+            except Exception as exc:  # the guard must never break the training it protects
+                self._give_up(exc)
+                ready = False
+            if not ready:
                 return self._original(grads, trainable_variables)
             self._passed = False
             try:
                 return self._guarded(grads, trainable_variables)
             except TrainingStopped:
                 raise
-            except Exception as exc:  # the guard must never break the training it protects
-                self.failed = True
-                print(
-                    f"nanguard: cannot guard {type(self.optimizer).__name__} "
-                    f"({type(exc).__name__}: {exc}); training goes on unguarded",
-                    file=sys.stderr,
-                )
+            except Exception as exc:
+                self._give_up(exc)
                 if not self._passed:  # eagerly, the update may already have been applied
                     return self._original(grads, trainable_variables)
                 return None
+
+    def _give_up(self, exc: Exception) -> None:
+        self.failed = True
+        print(
+            f"nanguard: cannot guard {type(self.optimizer).__name__} "
+            f"({type(exc).__name__}: {exc}); training goes on unguarded",
+            file=sys.stderr,
+        )
 
     def _guarded(self, grads: list[Any], tvars: list[Any] | None) -> None:
         opt, state, limits = self.optimizer, self.state, self.limits
