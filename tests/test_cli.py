@@ -121,6 +121,14 @@ def test_unguarded_tape_loop_really_goes_nan() -> None:
     assert "loss nan" in out.stdout
 
 
+def test_demo_stops_every_scenario_and_prints_no_tensorflow_noise() -> None:
+    out = nanguard("demo")
+    assert out.returncode == 0, out.stderr[-2000:]
+    summaries = [line for line in out.stderr.splitlines() if " incident(s), first at step " in line]
+    assert len(summaries) == 6 and all(": stopped after " in line for line in summaries)
+    assert "retracing" not in out.stderr  # one weight sampler per model, traced once each
+
+
 def test_demo_lists_its_scenarios() -> None:
     out = nanguard("demo", "--list")
     assert out.returncode == 0 and "corrupt-image" in out.stdout and "gradient-tape" in out.stdout

@@ -23,8 +23,8 @@ class WeightSampler:
 
     def __init__(self, variables: Sequence[Any]) -> None:
         self.variables = list(variables)
-        self._copy = tf.function(lambda: [tf.identity(v.value) for v in self.variables])
-        self._measure = tf.function(self._norms)
+        self._copy = _traced(lambda: [tf.identity(v.value) for v in self.variables])
+        self._measure = _traced(self._norms)
 
     def matches(self, variables: Sequence[Any]) -> bool:
         return len(variables) == len(self.variables) and all(
@@ -70,3 +70,12 @@ class WeightSampler:
 
     def all_finite(self) -> bool:
         return all(np.isfinite(t.numpy()).all() for t in self.copy())
+
+
+def _traced(fn: Any) -> Any:
+    """``tf.function(fn)``, traced once per sampler (one per model). TensorFlow's warning about
+    frequent retracing counts calls by code, which every sampler shares, so after a few models in
+    one process (``nanguard demo``, a test suite) it fired for nothing: it is turned off here."""
+    function = tf.function(fn)
+    function._omit_frequent_tracing_warning = True
+    return function
