@@ -29,6 +29,7 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -85,13 +86,31 @@ def measure(
         model, x, y = MODELS[name]()
     data = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(batch).prefetch(2)
     guards: dict[str, Any] = {"plain": None} | {c: GUARDS[c]() for c in configs}
-    for guard in guards.values():  # trace every train function first
-        step_times(model, data, guard, skip + 5, 0)
-    out: dict[str, dict[str, list[float]]] = {c: {"mean": [], "median": []} for c in guards}
-    order = list(guards)
+    return alternate(
+        lambda config, n, first: step_times(model, data, guards[config], n, first),
+        list(guards),
+        rounds,
+        steps,
+        skip,
+    )
+
+
+def alternate(
+    run: Callable[[str, int, int], list[float]],
+    order: list[str],
+    rounds: int,
+    steps: int,
+    skip: int,
+) -> dict[str, dict[str, list[float]]]:
+    """``run(config, steps, first steps left out)`` for each configuration once to trace it,
+    then round after round in an order that rotates: per configuration, per statistic, one value
+    per round."""
+    for config in order:
+        run(config, skip + 5, 0)
+    out: dict[str, dict[str, list[float]]] = {c: {"mean": [], "median": []} for c in order}
     for r in range(rounds):
         for config in order[r % len(order) :] + order[: r % len(order)]:
-            times = step_times(model, data, guards[config], steps, skip)
+            times = run(config, steps, skip)
             out[config]["mean"].append(statistics.fmean(times))
             out[config]["median"].append(statistics.median(times))
     return out
@@ -118,16 +137,7 @@ def keras_skip(
         model.optimizer, model.train_function = compiled[config]
         return step_times(model, data, None, n, first)
 
-    for config in compiled:  # trace each with its own optimizer in place
-        run(config, skip + 5, 0)
-    out: dict[str, dict[str, list[float]]] = {c: {"mean": [], "median": []} for c in compiled}
-    order = list(compiled)
-    for r in range(rounds):
-        for config in order[r % 2 :] + order[: r % 2]:
-            times = run(config, steps, skip)
-            out[config]["mean"].append(statistics.fmean(times))
-            out[config]["median"].append(statistics.median(times))
-    return out
+    return alternate(run, list(compiled), rounds, steps, skip)  # each traced with its optimizer
 
 
 def print_rows(name: str, out: dict[str, dict[str, list[float]]], configs: list[str]) -> None:

@@ -42,7 +42,7 @@ class BatchCapture:
         self._dtypes: list[tf.DType | None] = []
         self._replicas = 1
 
-    def prepare(self, strategy: tf.distribute.Strategy | None = None) -> None:
+    def prepare(self, strategy: tf.distribute.Strategy) -> None:
         """Create the slot: under ``MirroredStrategy`` one per replica, on its own device (see
         :func:`~nanguard.probe.state.per_replica_scope`), so that no replica pays a round trip
         to another device every step to check it."""
@@ -52,8 +52,7 @@ class BatchCapture:
                 "synchronization": tf.VariableSynchronization.ON_READ,
                 "aggregation": tf.VariableAggregation.ONLY_FIRST_REPLICA,
             }
-            scope = per_replica_scope(strategy or tf.distribute.get_strategy())
-            with tf.init_scope(), scope:
+            with tf.init_scope(), per_replica_scope(strategy):
                 self.var = tf.Variable(
                     tf.zeros([0], tf.string), shape=[None], name="nanguard_batch", **per_replica
                 )
