@@ -24,6 +24,7 @@ SPECS = [
     "nan_storm:skip",
     "nan_record_batchnorm:stop",
     "healthy_classifier:stop",
+    "nan_validation:stop",
     "heal",
 ]
 # JAX only: there Keras calls the guard from worker threads and polls are seconds apart.
@@ -118,6 +119,15 @@ def test_healthy_run_is_untouched(results: dict[str, Any]) -> None:
     assert (run["status"], run["incidents"]) == ("completed", [])
     assert run["steps"] == 30 and len(run["epoch_losses"]) == 3
     assert out["equal_to_unguarded"]
+
+
+def test_nonfinite_validation_loss_names_the_validation_row(results: dict[str, Any]) -> None:
+    out = results["nan_validation:stop"]
+    run = out["run"]
+    assert out["reference_first_bad"] is None and out["equal_to_unguarded"]
+    assert (run["status"], run["incidents"]) == ("completed", [])
+    [warning] = [w for w in run["warnings"] if w["message"].startswith("val_loss is nan")]
+    assert warning["code"] == "input_nonfinite" and "feature 1: rows 7;" in warning["message"]
 
 
 def test_heal_is_refused_with_the_reason(results: dict[str, Any]) -> None:

@@ -47,7 +47,22 @@ def late_nan() -> Case:
     return Case(model, x, y, {"batch_size": 16, "shuffle": False})
 
 
-SCENARIOS = {**FAULTS, **HEALTHY, "nan_storm": nan_storm, "late_nan": late_nan}
+def nan_validation() -> Case:
+    """Healthy training, one NaN record in the validation data: ``val_loss`` is NaN."""
+    case = HEALTHY["healthy_classifier"]()
+    x_val = case.x[:40].copy()
+    x_val[7, 1] = np.nan
+    case.fit = {**case.fit, "validation_data": (x_val, case.y[:40])}
+    return case
+
+
+SCENARIOS = {
+    **FAULTS,
+    **HEALTHY,
+    "nan_storm": nan_storm,
+    "late_nan": late_nan,
+    "nan_validation": nan_validation,
+}
 
 
 class Reference(keras.callbacks.Callback):

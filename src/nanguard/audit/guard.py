@@ -32,8 +32,9 @@ def _head(value: Any, rows: int) -> Any:
     return np.asarray(value[:rows])
 
 
-def _num_classes(model: Any) -> int | None:
-    from nanguard.probe.labels import sparse_label_loss
+def class_count(model: Any) -> int | None:
+    """The output units a sparse class label must stay below, when the loss takes labels."""
+    from nanguard.diagnose.losses import sparse_label_loss
 
     if not sparse_label_loss(model)[0]:
         return None
@@ -58,17 +59,21 @@ def audit_first_batches(model: Any, data: Any = None, verbose: bool = True) -> l
         from nanguard.audit.api import audit
 
         if hasattr(x, "element_spec"):  # a tf.data.Dataset: its elements are batches
-            report = audit(x.take(BATCHES), num_classes=_num_classes(model))
+            report = audit(x.take(BATCHES), num_classes=class_count(model))
         elif isinstance(x, dict) or hasattr(x, "shape") or hasattr(x, "iloc"):
             rows = BATCHES * (batch_size or 32)
-            report = audit(_head(x, rows), None if y is None else _head(y, rows),
-                           num_classes=_num_classes(model))
+            report = audit(
+                _head(x, rows),
+                None if y is None else _head(y, rows),
+                num_classes=class_count(model),
+            )
         else:  # generators, PyDataset: reading ahead would consume them
             return []
     except Exception as exc:
         print(
             f"nanguard: the audit of the first batches failed ({type(exc).__name__}: {exc}); "
-            "training goes on", file=sys.stderr,
+            "training goes on",
+            file=sys.stderr,
         )
         return []
     findings = [f for f in report.findings if f.code in WARNING_CODE]
@@ -78,8 +83,14 @@ def audit_first_batches(model: Any, data: Any = None, verbose: bool = True) -> l
         report.findings, report.notes = findings, []
         print(f"nanguard: audit of the first {report.rows} rows:", file=sys.stderr)
         print_report(report, file=sys.stderr)
+    return as_warnings(report, 0, f"audit of the first {report.rows} rows:")
+
+
+def as_warnings(report: Any, step: int, where: str) -> list[Warning]:
+    """The report's findings that explain NaNs, as run warnings at ``step``, each message led
+    by ``where`` (what was audited)."""
     return [
-        Warning(0, WARNING_CODE[f.code], None, SEVERITY[f.severity],
-                f"audit of the first {report.rows} rows: {f.message}")
-        for f in findings
+        Warning(step, WARNING_CODE[f.code], None, SEVERITY[f.severity], f"{where} {f.message}")
+        for f in report.findings
+        if f.code in WARNING_CODE
     ]

@@ -21,6 +21,8 @@ import numpy as np
 from nanguard.backends import budget
 from nanguard.backends.diagnosis import Batch, diagnose
 from nanguard.contract import Incident, Run
+from nanguard.monitor.validation import explain as explain_validation
+from nanguard.monitor.validation import nonfinite_validation_loss
 
 HOOKS = (
     "set_model",
@@ -72,6 +74,7 @@ class HostGuard:
         self._lock = threading.Lock()  # polls may come from Keras' callback threads
         self._last_poll = 0.0
         self._failed = False  # the host side broke in this run; the engine still guards
+        self._validation_explained = False  # a non-finite val_loss is looked into once per run
 
     def bind(self) -> None:
         """Take over the guard's training hooks (instance attributes shadow its methods)."""
@@ -113,7 +116,7 @@ class HostGuard:
             return
         self.run = Run(kind="fit", model=model.name, policy=guard.policy)
         guard.report.runs.append(self.run)
-        self.epochs, self._failed = [], False
+        self.epochs, self._failed, self._validation_explained = [], False, False
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         if self.run is not None:
@@ -132,6 +135,12 @@ class HostGuard:
         loss = logs.get("loss") if logs else None
         if loss is not None:
             self.run.epoch_losses.append(float(np.asarray(loss)))
+        key = nonfinite_validation_loss(logs)
+        if key is not None and not self._validation_explained:
+            self._validation_explained = True
+            step = max(self.engine.host_steps - 1, 0)
+            # On the main thread after the epoch: here ``guard.model`` syncs JAX's state in.
+            explain_validation(self.run, self.guard.model, key, step, self.guard.verbose)
 
     def on_train_end(self, logs: Any = None) -> None:
         if self.run is not None:

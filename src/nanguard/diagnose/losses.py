@@ -117,3 +117,17 @@ def output_activation(model: Any) -> str | None:
         return "linear" if kind in ("Dense", "EinsumDense", "Conv1D", "Conv2D") else None
     name = getattr(activation, "__name__", activation)
     return name if isinstance(name, str) else None
+
+
+def sparse_label_loss(model: Any) -> tuple[bool, int | None]:
+    """Whether a model's compiled loss (or a loss object) takes integer class labels, and its
+    ``ignore_class``."""
+    import keras
+
+    loss = model if isinstance(model, keras.losses.Loss) else getattr(model, "loss", None)
+    if isinstance(loss, str):
+        return loss in ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"), None
+    if isinstance(loss, keras.losses.Loss) and hasattr(loss, "fn"):  # SparseCategoricalCrossentropy
+        ignore = getattr(loss, "_fn_kwargs", {}).get("ignore_class")
+        return loss.fn is keras.losses.sparse_categorical_crossentropy, ignore
+    return loss is keras.losses.sparse_categorical_crossentropy, None

@@ -30,6 +30,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from nanguard.diagnose.sample_loss import per_sample_loss
+
 # Ops that only move data or read state: never the origin of a non-finite value.
 _PASSIVE_OPS = frozenset(
     """
@@ -349,7 +351,7 @@ def replay_step(
         if total is None:
             return out
         out.loss = float(np.asarray(_numpy(total)).sum())
-        out.loss_name, out.per_sample_loss = _per_sample(model, loss, y, out.y_pred)
+        out.loss_name, out.per_sample_loss = per_sample_loss(model, loss, y, out.y_pred)
         if not np.isfinite(out.loss):
             out.culprit = _loss_culprit(loss_fn, inputs, y, sample_weight, out)
             return out
@@ -476,36 +478,3 @@ def _local_backward(call: LayerCall, upstream: list[Any]) -> LocalBackward:
         fault.op = fault.op[: -len("Grad")]
     nonfinite = not _all_finite([g for g in passed if g is not None])
     return LocalBackward(nonfinite, fault, masked)
-
-
-def _per_sample(
-    model: keras.Model, loss: Any, y: Any, y_pred: Any
-) -> tuple[str | None, np.ndarray | None]:
-    """(loss name, its unreduced values) for a single-output loss; (name, None) otherwise."""
-    loss = loss if loss is not None else getattr(model, "loss", None)
-    if isinstance(loss, str):
-        loss = keras.losses.get(loss)
-    name = getattr(loss, "name", None) or getattr(loss, "__name__", None)
-    if loss is None or y is None or isinstance(y, list | tuple | dict):
-        return name, None
-    if isinstance(y_pred, list | tuple | dict):
-        return name, None
-    if not isinstance(loss, keras.losses.Loss):  # a plain function: align ranks as fit does
-        from keras.src.losses.losses import LossFunctionWrapper
-
-        loss = LossFunctionWrapper(loss)
-    y_true = keras.ops.convert_to_tensor(y)
-    try:
-        arr = np.asarray(_numpy(loss.call(y_true, y_pred)), dtype=np.float64)
-        if arr.ndim == 0:
-            # A loss that reduces over the batch itself: one sample at a time instead.
-            arr = np.array(
-                [
-                    _numpy(loss.call(y_true[i : i + 1], y_pred[i : i + 1])).sum()
-                    for i in range(int(y_true.shape[0]))
-                ],
-                dtype=np.float64,
-            )
-    except Exception:  # a loss that needs more than (y, y_pred): no per-sample view
-        return name, None
-    return name, arr.reshape(arr.shape[0], -1).sum(axis=1)

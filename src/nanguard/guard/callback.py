@@ -12,10 +12,13 @@ import numpy as np
 from nanguard.backends import backend_guard
 from nanguard.contract import POLICIES, Incident, Report, Run
 from nanguard.guard.history import History
+from nanguard.monitor.validation import explain as explain_validation
+from nanguard.monitor.validation import nonfinite_validation_loss
 
 if keras.backend.backend() == "tensorflow":
     from nanguard.guard.fit_patch import FitPatch
     from nanguard.guard.recorder import RunRecorder
+    from nanguard.probe import state as st
     from nanguard.probe.apply import StepProbe
     from nanguard.probe.capture import BatchCapture
     from nanguard.probe.state import Limits
@@ -135,6 +138,7 @@ class Guard(keras.callbacks.Callback):
         self.monitors = monitors
         self.activation_every = activation_every
         self._monitor: Any = None  # this run's precursor monitor (nanguard.monitor.watch)
+        self._validation_explained = False  # a non-finite val_loss is looked into once per run
 
     # -- wiring: fit builds its train function right after set_model, before on_train_begin --
 
@@ -170,6 +174,7 @@ class Guard(keras.callbacks.Callback):
         patch.capture.prepare(self.model.distribute_strategy)
         model = self.model
         self._training, self._failed = True, False
+        self._validation_explained = False
         self._run = Run(kind="fit", model=model.name, policy=self.policy)
         self._epochs = []
         self.report.runs.append(self._run)
@@ -315,6 +320,11 @@ class Guard(keras.callbacks.Callback):
             recorder.end_epoch(None if loss is None else float(np.asarray(loss)))
             if recorder.halted:
                 self.model.stop_training = True
+            key = nonfinite_validation_loss(logs)
+            if key is not None and not self._validation_explained:
+                self._validation_explained = True
+                step = max(int(recorder.status[st.STEP]) - 1, 0)
+                explain_validation(recorder.run, self.model, key, step, self.verbose)
 
         self._safely(work)
 

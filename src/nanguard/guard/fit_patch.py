@@ -21,10 +21,11 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from nanguard.diagnose.losses import sparse_label_loss
 from nanguard.probe import trace
 from nanguard.probe.apply import StepProbe
 from nanguard.probe.capture import BatchCapture
-from nanguard.probe.labels import check_labels, sparse_label_loss
+from nanguard.probe.labels import check_labels
 
 
 def batch_statistics(model: keras.Model) -> list[Any]:

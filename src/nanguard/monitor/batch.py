@@ -79,8 +79,12 @@ def _unpack(element: Any) -> Batch:
     return Batch(element)
 
 
+FIT_LOCALS = ("x", "y", "batch_size", "val_x", "val_y", "validation_split", "validation_steps")
+
+
 def fit_arguments() -> dict[str, Any] | None:
-    """``x``, ``y`` and ``batch_size`` of the Keras ``fit`` call on this thread's stack.
+    """``x``, ``y``, ``batch_size`` and the validation data (``val_x``, ``val_y``,
+    ``validation_split``, ``validation_steps``) of the Keras ``fit`` call on this thread's stack.
 
     A callback is not given the data; the trainer's own frame holds it (after its validation
     split), so the guard can keep a batch without asking the user to pass the data twice.
@@ -91,6 +95,6 @@ def fit_arguments() -> dict[str, Any] | None:
         if code.co_name == "fit" and "keras" in code.co_filename and "trainer" in code.co_filename:
             local = frame.f_locals
             if "x" in local:
-                return {k: local.get(k) for k in ("x", "y", "batch_size")}
+                return {k: local.get(k) for k in FIT_LOCALS}
         frame = frame.f_back
     return None

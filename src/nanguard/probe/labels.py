@@ -10,20 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
 import tensorflow as tf
-
-
-def sparse_label_loss(model: Any) -> tuple[bool, int | None]:
-    """Whether a model's compiled loss (or a loss object) takes integer class labels, and its
-    ``ignore_class``."""
-    loss = model if isinstance(model, keras.losses.Loss) else getattr(model, "loss", None)
-    if isinstance(loss, str):
-        return loss in ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"), None
-    if isinstance(loss, keras.losses.Loss) and hasattr(loss, "fn"):  # SparseCategoricalCrossentropy
-        ignore = getattr(loss, "_fn_kwargs", {}).get("ignore_class")
-        return loss.fn is keras.losses.sparse_categorical_crossentropy, ignore
-    return loss is keras.losses.sparse_categorical_crossentropy, None
 
 
 def check_labels(y: tf.Tensor, y_pred: tf.Tensor, ignore_class: int | None) -> tuple[Any, Any]:

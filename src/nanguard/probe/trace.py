@@ -136,7 +136,8 @@ def _checked_labels(loss: Any, y_true: Any, y_pred: Any) -> tuple[Any, Any]:
     loss op, as ``fit``'s are: (labels made safe for the op, whether any was out of range), the
     verdict also left for the step's ``apply``. The loss op would raise on CPU and give NaN on a
     GPU; this way every device gives a NaN loss that the guard names."""
-    from nanguard.probe.labels import check_labels, sparse_label_loss
+    from nanguard.diagnose.losses import sparse_label_loss
+    from nanguard.probe.labels import check_labels
 
     sparse, ignore = sparse_label_loss(loss)
     if not sparse:
