@@ -186,5 +186,6 @@ def main() -> None:
             peak = peak_rss_mb(npy)
             print(f"peak RSS auditing a {size:.2f} GB .npy in one process: {peak:.0f} MB")
 
+
 if __name__ == "__main__":
     main()

@@ -154,9 +154,7 @@ def prepare(name: str, configs: list[Config], batch: int) -> Models:
 Ratios = dict[str, dict[str, list[float]]]  # statistic -> configuration -> one per round
 
 
-def alternate(
-    configs: list[Config], models: Models, rounds: int, steps: int, batch: int
-) -> Ratios:
+def alternate(configs: list[Config], models: Models, rounds: int, steps: int, batch: int) -> Ratios:
     """Per configuration, its median and mean step time over plain ``fit``'s in each round
     (rounds rotate the order)."""
     ratios: Ratios = {stat: {c.name: [] for c in configs} for stat in STATISTICS}

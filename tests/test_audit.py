@@ -23,7 +23,10 @@ ROWS = 3000
 def cli(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "nanguard", "audit", *map(str, args)],
-        capture_output=True, text=True, env=ENV, timeout=120,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
     )
 
 
@@ -71,8 +74,15 @@ def test_npy_with_label_file_cli_json_and_html(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", x.astype(np.float32))
     np.save(tmp_path / "y.npy", y)
     out = cli(
-        "--labels", tmp_path / "y.npy", "--num-classes", "5", "--json", tmp_path / "a.json",
-        "--report", tmp_path / "rep", tmp_path / "x.npy",
+        "--labels",
+        tmp_path / "y.npy",
+        "--num-classes",
+        "5",
+        "--json",
+        tmp_path / "a.json",
+        "--report",
+        tmp_path / "rep",
+        tmp_path / "x.npy",
     )
     assert out.returncode == 1, out.stderr
     data = json.loads((tmp_path / "a.json").read_text())
@@ -126,7 +136,9 @@ def test_csv_columns_and_bad_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert out.returncode == 1
     found = json.loads((tmp_path / "b.json").read_text())["findings"]
     assert [(f["feature"], f["indices"]) for f in found if f["code"] == "nonfinite"] == [
-        ("f0", [2800]), ("f2", [1234]), ("f4", [77])
+        ("f0", [2800]),
+        ("f2", [1234]),
+        ("f4", [77]),
     ]
     lines[2901] += ",1"  # row 2900 has a field too many: the rest of the file cannot be read
     (tmp_path / "worse.csv").write_text("\n".join(lines) + "\n")
@@ -180,7 +192,8 @@ def test_image_folder_corrupt_blank_duplicate_and_classes(tmp_path: Path) -> Non
     data = json.loads((tmp_path / "i.json").read_text())
     found = {f["code"]: f for f in data["findings"]}
     assert sorted(found["corrupt_file"]["indices"]) == [
-        str(root / "cat" / "07.png"), str(root / "cat" / "08.png")
+        str(root / "cat" / "07.png"),
+        str(root / "cat" / "08.png"),
     ]
     assert found["blank_sample"]["indices"] == [17]
     assert found["duplicate"]["indices"] == [27]

@@ -63,9 +63,7 @@ def test_replay_leaves_the_model_as_it_was() -> None:
 def test_tf_data_pipeline_rows_are_named_through_shuffle() -> None:
     keras.utils.set_random_seed(0)
     case = nan_input()
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((case.x, case.y)).shuffle(320, seed=3).batch(32)
-    )
+    dataset = tf.data.Dataset.from_tensor_slices((case.x, case.y)).shuffle(320, seed=3).batch(32)
     guard = nanguard.Guard(verbose=False, data=dataset)
     case.model.fit(dataset, epochs=1, verbose=0, callbacks=[guard])
     incident = guard.report.runs[0].incidents[0]

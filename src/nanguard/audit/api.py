@@ -62,8 +62,9 @@ def open_path(path: Path, labels: str | None, shards: int) -> Source:
         from nanguard.audit.tfdata import tfrecord_source
 
         return tfrecord_source(path, labels)
-    raise AuditInputError(f"{name}: unknown format {suffix or '(no suffix)'!r}; nanguard audit "
-                          f"reads {FORMATS}")
+    raise AuditInputError(
+        f"{name}: unknown format {suffix or '(no suffix)'!r}; nanguard audit reads {FORMATS}"
+    )
 
 
 KEY_COLUMNS = 32
@@ -131,17 +132,25 @@ def scan_sources(
     if not several:
         return merged, first, outliers, robust
     combined = Source(
-        ", ".join(s.name for s in sources), [], first.kind, feature_names=first.feature_names,
-        sample_shape=first.sample_shape, label_name=first.label_name,
-        num_classes=first.num_classes, class_names=first.class_names, files=files or None,
+        ", ".join(s.name for s in sources),
+        [],
+        first.kind,
+        feature_names=first.feature_names,
+        sample_shape=first.sample_shape,
+        label_name=first.label_name,
+        num_classes=first.num_classes,
+        class_names=first.class_names,
+        files=files or None,
         notes=[n for s in sources for n in s.notes],
     )
     return merged, combined, outliers, robust
 
 
 def build_report(
-    scanned: tuple[Partial, Source, dict[int, RowSet], Robust | None], num_classes: int | None,
-    seconds: float, sources: list[str],
+    scanned: tuple[Partial, Source, dict[int, RowSet], Robust | None],
+    num_classes: int | None,
+    seconds: float,
+    sources: list[str],
 ) -> AuditReport:
     partial, source, outliers, robust = scanned
     checker = Checker(partial, source, num_classes, robust, outliers)

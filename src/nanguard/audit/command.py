@@ -21,7 +21,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "(one class per subfolder). Several PATHs are audited as one dataset.",
     )
     audit.add_argument(
-        "--labels", metavar="COLUMN_OR_FILE",
+        "--labels",
+        metavar="COLUMN_OR_FILE",
         help="label column (tables, .npz member, TFRecord feature) or a .npy / one-column .csv "
         "file of labels",
     )
@@ -30,11 +31,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     audit.add_argument("--json", metavar="FILE", help="write the JSON report to FILE")
     audit.add_argument("--report", metavar="DIR", help="write report.json and report.html to DIR")
-    audit.add_argument("--engine", choices=ENGINES, default="local",
-                       help="local processes (default) or a dask.distributed cluster")
+    audit.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local processes (default) or a dask.distributed cluster",
+    )
     audit.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler (with --engine dask)")
-    audit.add_argument("--workers", type=int, metavar="N",
-                       help="worker processes (default: the CPU count, at most 8)")
+    audit.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes (default: the CPU count, at most 8)",
+    )
     audit.add_argument("--quiet", action="store_true", help="print only the summary line")
     audit.add_argument("paths", nargs="+", metavar="PATH")
 
@@ -46,8 +55,12 @@ def run_audit(args: argparse.Namespace) -> int:
 
     try:
         report = audit_paths(
-            args.paths, labels=args.labels, num_classes=args.num_classes, engine=args.engine,
-            workers=args.workers, scheduler=args.scheduler,
+            args.paths,
+            labels=args.labels,
+            num_classes=args.num_classes,
+            engine=args.engine,
+            workers=args.workers,
+            scheduler=args.scheduler,
         )
     except AuditInputError as exc:
         print(f"nanguard audit: {exc}", file=sys.stderr)

@@ -32,8 +32,9 @@ class Engine:
     ``dask`` (a ``dask.distributed`` scheduler at ``scheduler``, or a local cluster without
     one; the workers must see the same file paths)."""
 
-    def __init__(self, kind: str = "local", workers: int | None = None,
-                 scheduler: str | None = None) -> None:
+    def __init__(
+        self, kind: str = "local", workers: int | None = None, scheduler: str | None = None
+    ) -> None:
         if kind not in ENGINES:
             raise AuditInputError(f"--engine must be one of {', '.join(ENGINES)}; got {kind!r}")
         if workers is not None and workers < 1:
@@ -57,9 +58,15 @@ class Engine:
                     "(pip install 'dask[distributed]')"
                 ) from exc
             try:
-                self._client = Client(self.scheduler) if self.scheduler else Client(
-                    processes=True, n_workers=self.workers, threads_per_worker=1,
-                    dashboard_address=None,
+                self._client = (
+                    Client(self.scheduler)
+                    if self.scheduler
+                    else Client(
+                        processes=True,
+                        n_workers=self.workers,
+                        threads_per_worker=1,
+                        dashboard_address=None,
+                    )
                 )
             except Exception as exc:
                 raise AuditInputError(
@@ -81,8 +88,10 @@ class Engine:
 
     def _parallel(self, source: Source) -> bool:
         shards = source.shards
-        return len(shards) > 1 and all(shard.start is not None for shard in shards) and (
-            self._client is not None or self.workers > 1
+        return (
+            len(shards) > 1
+            and all(shard.start is not None for shard in shards)
+            and (self._client is not None or self.workers > 1)
         )
 
     def _map(self, function: Any, shards: list[Shard], *same: object) -> list[Any]:
@@ -110,7 +119,11 @@ class Engine:
         return merged
 
     def find_rows(
-        self, source: Source, features: np.ndarray, low: np.ndarray, high: np.ndarray,
+        self,
+        source: Source,
+        features: np.ndarray,
+        low: np.ndarray,
+        high: np.ndarray,
         offset: int,
     ) -> dict[int, RowSet]:
         """The second pass for outliers: rows of ``features`` outside ``[low, high]``."""

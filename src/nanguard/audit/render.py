@@ -104,6 +104,7 @@ def render_html(report: AuditReport) -> str:
             + "</div>"
         )
     if report.features:
+
         def num(v: float | None) -> str:
             return "" if v is None else f"{v:.6g}"
 

@@ -78,8 +78,9 @@ class TFRecordShard(ChunkedShard):
                     values = getattr(example[key], kind).value
                     if len(values) != n:
                         raise CorruptInput(
-                            self.path, f"record {row + i}: {key!r} has {len(values)} values, "
-                            f"{n} in the first record"
+                            self.path,
+                            f"record {row + i}: {key!r} has {len(values)} values, "
+                            f"{n} in the first record",
                         )
                     x[i, column : column + n] = values
                     column += n
@@ -99,15 +100,17 @@ def tfrecord_source(path: Path, label: str | None) -> Source:
         raise AuditInputError(f"{name}: no feature {label!r} (it has {', '.join(keys)})")
     skipped = [k for k, kind, _ in layout if kind == "bytes_list" and k != label]
     numeric = [(k, kind, n) for k, kind, n in layout if kind != "bytes_list"]
-    names = [
-        k if n == 1 else f"{k}[{i}]" for k, _, n in numeric if k != label for i in range(n)
-    ]
+    names = [k if n == 1 else f"{k}[{i}]" for k, _, n in numeric if k != label for i in range(n)]
     if not names:
         raise AuditInputError(f"{name}: no numeric feature to audit")
     notes = [f"{name}: bytes features not audited: {', '.join(skipped)}"] if skipped else []
     return Source(
-        name, [TFRecordShard(name, numeric, label)], "tfrecord", feature_names=names,
-        label_name=label, notes=notes,
+        name,
+        [TFRecordShard(name, numeric, label)],
+        "tfrecord",
+        feature_names=names,
+        label_name=label,
+        notes=notes,
     )
 
 
@@ -171,9 +174,9 @@ class DatasetShard(ChunkedShard):
             yield _stack(xs, ys, row)
 
 
-def _stack(xs: list[np.ndarray], ys: list[np.ndarray], row: int) -> tuple[
-    np.ndarray, np.ndarray | None, int
-]:
+def _stack(
+    xs: list[np.ndarray], ys: list[np.ndarray], row: int
+) -> tuple[np.ndarray, np.ndarray | None, int]:
     return np.concatenate(xs), (np.concatenate(ys) if ys else None), row
 
 
@@ -197,6 +200,10 @@ def dataset_source(dataset: Any) -> Source:
         feature_names = None
         sample_shape = tuple(shape.as_list()) if shape.is_fully_defined() else None
     return Source(
-        "<tf.data.Dataset>", [DatasetShard(dataset)], "dataset", feature_names=feature_names,
-        sample_shape=sample_shape, label_name="y" if y_spec is not None else None,
+        "<tf.data.Dataset>",
+        [DatasetShard(dataset)],
+        "dataset",
+        feature_names=feature_names,
+        sample_shape=sample_shape,
+        label_name="y" if y_spec is not None else None,
     )

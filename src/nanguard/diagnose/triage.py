@@ -292,8 +292,7 @@ def _label_fixes(units: int, label: int) -> list[str]:
         first = [
             f"Labels must lie in [0, {units}) for a {units}-unit output. If there are really "
             f"{label + 1} classes, give the output layer {label + 1} units.",
-            "If labels start at 1, shift them: `y = y - 1`; drop or fix rows with invalid "
-            "labels.",
+            "If labels start at 1, shift them: `y = y - 1`; drop or fix rows with invalid labels.",
         ]
     return [*first, "On GPU or under XLA this fault gives a silent NaN instead of an error."]
 
