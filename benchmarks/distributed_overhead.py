@@ -20,7 +20,7 @@ non-finite steps through the same cross-replica ``tf.cond`` the guard uses under
 merges replicas, so its ratio shows what any skip costs there (row ``keras-skip``).
 
     python benchmarks/distributed_overhead.py [--rounds 15] [--steps 120] [--batch 64]
-        [--models mlp,cnn,gru] [--configs guard,guard-monitors] [--no-keras-skip]
+        [--models mlp,cnn,gru|resnet] [--configs guard,guard-monitors] [--no-keras-skip]
 """
 
 from __future__ import annotations

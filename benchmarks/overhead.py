@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras
 import numpy as np
 import tensorflow as tf
-from models import cnn, mlp
+from models import cnn, mlp, resnet
 
 import nanguard
 from nanguard.contract import package_version
@@ -51,6 +51,7 @@ MODELS: dict[str, Callable[[], tuple[keras.Model, np.ndarray, np.ndarray]]] = {
     "mlp": mlp,
     "cnn": cnn,
     "gru": gru,
+    "resnet": resnet,  # not in the default --models: tens of ms per step
 }
 
 
