@@ -368,6 +368,22 @@ def nan_record_batchnorm() -> Case:
 
 
 # What the diagnosis must say: root cause, layer, op, dataset rows (None: not checked).
+def nan_adapted_normalization() -> Case:
+    """A Normalization layer adapted on data with one NaN: its mean and variance are NaN, so
+    every step is NaN from the first, though each batch is finite. Not in ``FAULTS``: its
+    weights are non-finite before any step, so no weights are "the last finite ones"."""
+    x, y = _regression(np.random.default_rng(9))
+    with_nan = x.copy()
+    with_nan[40, 3] = np.nan
+    norm = keras.layers.Normalization(name="norm_stats")
+    norm.adapt(with_nan)
+    model = keras.Sequential(
+        [keras.Input((6,)), norm, keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(1)]
+    )
+    model.compile("adam", "mse")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False})
+
+
 DIAGNOSED: dict[str, tuple[str, str | None, str | None, list[int] | None]] = {
     "where_trick": ("unstable_gradient", "safe_log", "Log", None),
     "subclassed_exp": ("unstable_op", "scorer", "Exp", None),

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import fit_guarded
-from faults import DIAGNOSED, FAULTS, nan_input
+from conftest import fit_guarded, fit_reference
+from faults import DIAGNOSED, FAULTS, nan_adapted_normalization, nan_input
 from test_custom_loop import _guarded
 
 import nanguard
@@ -31,8 +31,28 @@ def test_cause_layer_op_and_rows(name: str) -> None:
     if rows is not None:
         assert incident.dataset_indices == rows
     assert incident.evidence and incident.fixes
+    assert "op op" not in " ".join(incident.fixes)  # an op not named is not called "op"
     assert all(a.root_cause in ROOT_CAUSES for a in incident.alternatives)
     assert incident.diagnosis_seconds < 30  # a sanity bound, not a benchmark
+
+
+def test_nan_statistics_of_an_adapted_layer_are_named_as_its_weights() -> None:
+    ref, _ = fit_reference(nan_adapted_normalization)
+    assert ref.first_bad == 0  # every batch is finite; the adapted mean and variance are not
+    guard, case = fit_guarded(nan_adapted_normalization)
+    run = guard.report.runs[0]
+    assert (run.status, run.steps) == ("stopped", 1)
+    incident = run.incidents[0]
+    assert (incident.step, incident.root_cause, incident.layer) == (
+        0,
+        "bad_initialization",
+        "norm_stats",
+    )
+    text = " ".join(incident.evidence)
+    assert "norm_stats/mean (1 of 6 values non-finite)" in text and "adapt" in text
+    assert "adapt it on finite rows" in incident.fixes[0]
+    for got, before in zip(case.model.get_weights(), ref.before_bad, strict=True):
+        np.testing.assert_array_equal(got, before)  # the step changed nothing
 
 
 def test_where_trick_names_the_masked_op_and_samples() -> None:

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from faults import nan_adapted_normalization
 
 import nanguard
 
@@ -107,3 +108,22 @@ def test_finite_validation_loss_adds_no_warning() -> None:
     history = _fit("healthy", guard).history
     assert all(np.isfinite(history["val_loss"]))
     assert guard.report.runs[0].warnings == []
+
+
+def test_a_model_broken_before_training_is_not_blamed_on_validation_rows() -> None:
+    # Its adapted mean is NaN: every validation row's loss is NaN, and no row is the reason.
+    def fit(guard: nanguard.Guard | None) -> Any:
+        keras.utils.set_random_seed(0)
+        case = nan_adapted_normalization()
+        x_val, y_val = case.x[:64] + 0.1, case.y[:64]
+        callbacks = [] if guard is None else [guard]
+        return case.model.fit(
+            case.x, case.y, validation_data=(x_val, y_val), verbose=0, callbacks=callbacks
+        )
+
+    assert not np.isfinite(fit(None).history["val_loss"]).any()
+    guard = nanguard.Guard(preflight=False, verbose=False)
+    assert not np.isfinite(fit(guard).history["val_loss"]).any()
+    run = guard.report.runs[0]
+    assert [i.root_cause for i in run.incidents] == ["bad_initialization"]
+    assert run.warnings == []

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import keras
 import numpy as np
 
 from nanguard.contract import Alternative, Incident
@@ -152,6 +153,7 @@ def diagnose(facts: Facts) -> Diagnosis:
         _nonfinite_data,
         _invalid_target,
         _float16,
+        _nonfinite_weights,
         _localized,
         _saturated_output,
         _from_magnitudes,
@@ -499,6 +501,58 @@ def _layer(model: Any, name: str) -> Any:
         return None
 
 
+def _nonfinite_weights(facts: Facts) -> Diagnosis | None:
+    """The first layer to output non-finite values holds non-finite weights of its own before
+    the step. The guard never lets an update make them so: they were set that way, most often
+    statistics adapted on data with NaN (``Normalization.adapt``), or weights loaded from a
+    checkpoint saved after a NaN, or given through ``set_weights``."""
+    culprit = facts.culprit()
+    if culprit is None or culprit.stage != "forward" or culprit.layer is None:
+        return None
+    layer = _layer(facts.model, culprit.layer)
+    bad = []
+    for weight in getattr(layer, "weights", []):
+        if not keras.backend.is_float_dtype(weight.dtype):
+            continue
+        values = np.asarray(keras.ops.convert_to_numpy(weight.value), dtype=np.float64)
+        count = int(values.size - np.isfinite(values).sum())
+        if count:
+            bad.append(f"{weight.path} ({count} of {values.size} values non-finite)")
+    if not bad:
+        return None
+    adapted = hasattr(layer, "adapt")
+    fix = (
+        f"'{culprit.layer}' was adapted on data with NaN/Inf: adapt it on finite rows, e.g. "
+        "`keep = np.isfinite(x).all(axis=1); layer.adapt(x[keep])` (`nanguard audit` names "
+        "the rows), or clean the data before adapting."
+        if adapted
+        else f"Give '{culprit.layer}' finite weights: find where they were set (`set_weights`, "
+        "a loaded checkpoint saved after a NaN, statistics computed on data with NaN) and "
+        "redo that from finite values."
+    )
+    return Diagnosis(
+        "bad_initialization",
+        0.9,
+        [Alternative("input_nonfinite", 0.1)] if adapted else [],
+        layer=culprit.layer,
+        samples=culprit.samples,
+        evidence=[
+            f"replaying the batch: layer '{culprit.layer}' outputs non-finite values while its "
+            f"inputs are finite (they peak at |x| = {culprit.input_peak:.3g})",
+            f"its own weights were non-finite before this step: {', '.join(bad[:MAX_LISTED])}",
+        ]
+        + (
+            [
+                "it is an adapted preprocessing layer: data with NaN/Inf given to its `adapt()` "
+                "makes its statistics NaN"
+            ]
+            if adapted
+            else []
+        ),
+        fixes=[fix],
+    )
+
+
 def _localized(facts: Facts) -> Diagnosis | None:
     """Name the layer and op the replay found; decide whether that op is the cause."""
     culprit = facts.culprit()
@@ -549,10 +603,12 @@ _OP_FIXES = {
 }
 
 
-def _op_fixes(op: str, layer: str | None) -> list[str]:
+def _op_fixes(op: str | None, layer: str | None) -> list[str]:
+    """Fixes for an op (None: one not named) that went non-finite in ``layer``."""
     where = f" in '{layer}'" if layer else ""
+    what = f"the {op} op{where}" if op else (f"'{layer}'" if layer else "the computation")
     first = _OP_FIXES.get(
-        op, f"Make the {op} op{where} numerically safe: clip its input into its domain."
+        op or "", f"Make {what} numerically safe: clip its input into its domain."
     )
     return [
         first + (f" (in '{layer}')" if layer and op in _OP_FIXES else ""),
@@ -817,7 +873,7 @@ def _from_magnitudes(facts: Facts) -> Diagnosis | None:
             f"inputs are finite (they peak at |x| = {culprit.input_peak:.3g})"
             + (f"; {op.describe()}" if op else "")
         ],
-        fixes=_op_fixes(op.op if op else "op", culprit.layer),
+        fixes=_op_fixes(op.op if op else None, culprit.layer),
     )
 
 
@@ -837,7 +893,7 @@ def _blown_up(facts: Facts) -> Diagnosis | None:
             f"replaying the batch: layer '{name}' turns inputs peaking at |x| = {low:.3g} into "
             f"outputs peaking at {high:.3g}; the loss then overflows float32",
         ],
-        fixes=_op_fixes("op", name),
+        fixes=_op_fixes(None, name),
     )
 
 

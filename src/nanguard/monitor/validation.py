@@ -81,9 +81,19 @@ def _explain(model: Any, seen: str, step: int) -> list[Warning]:
     report = audit(data, y, num_classes=class_count(model))
     report.findings = [f for f in report.findings if f.severity == "error"]
     found = as_warnings(report, step, where)
-    if found:
+    if found or not _weights_finite(model):  # a broken model, not a row, makes it NaN then
         return found
     return _evaluated(model, data, y, args.get("batch_size") or ROWS_PER_BATCH, step, where)
+
+
+def _weights_finite(model: Any) -> bool:
+    import keras
+
+    return all(
+        np.isfinite(np.asarray(keras.ops.convert_to_numpy(w.value), dtype=np.float32)).all()
+        for w in model.weights
+        if keras.backend.is_float_dtype(w.dtype)
+    )
 
 
 def _readable(x: Any, steps: int | None) -> Any:
