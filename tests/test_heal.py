@@ -20,6 +20,7 @@ from faults import (
     extreme_records,
     label_out_of_range,
     log_of_zero_loss,
+    nan_adapted_normalization,
     nan_input,
     positive_init,
     wide_init,
@@ -151,6 +152,19 @@ def test_an_all_positive_initializer_is_redrawn_at_the_he_scale_before_relu() ->
     redrawn = "kernels drawn afresh: deep_0 (HeUniform), deep_1 (HeUniform)"
     assert redrawn in _heal_lines(incident)[0]
     assert run.epoch_losses[-1] < run.epoch_losses[0] and _finite(case.model)
+
+
+def test_weights_non_finite_from_the_start_stop_at_once_without_futile_rollbacks() -> None:
+    ref, _ = fit_reference(nan_adapted_normalization)
+    assert ref.first_bad == 0
+    guard, case = _heal(nan_adapted_normalization)
+    run = guard.report.runs[0]
+    assert (run.status, run.steps) == ("stopped", 1)
+    [incident] = run.incidents
+    assert (incident.root_cause, incident.action) == ("bad_initialization", "stopped")
+    assert "no finite state to roll back to" in _heal_lines(incident)[0]
+    for got, before in zip(case.model.get_weights(), ref.before_bad, strict=True):
+        np.testing.assert_array_equal(got, before)
 
 
 def test_a_cause_only_code_fixes_is_skipped_once_then_stops() -> None:

@@ -13,7 +13,8 @@ and none runs on what the heal is about to change. By root cause:
   the learning rate (for unscaled inputs, by their scale) and clip gradients at a norm learned
   from the healthy steps; then watch the loss, and roll back lower again if it climbs or stays
   above where the run started. A bad initialization is first healed by redrawing the
-  offending kernels in the initial weights;
+  offending kernels in the initial weights; weights already non-finite before the first step
+  (a layer adapted on data with NaN) have no finite state to go back to: stop;
 - code (``unstable_loss``, ``unstable_op``, ``unstable_gradient``, ``output_loss_mismatch``):
   skip the step; if it recurs, stop, since only a code change fixes it;
 - ``float16_overflow``: compute in float32 from the next step on.
@@ -168,6 +169,14 @@ class Healer:
         try:
             if cause in RECORDS:
                 said = self._quarantine(recorder, incident, samples, batch)
+            elif cause == "bad_initialization" and self._nonfinite_from_start():
+                self._halt(recorder)
+                incident.action = "stopped"
+                said = (
+                    "weights that were non-finite before the first step have no finite state "
+                    "to roll back to: only a change to the script fixes them (see the fix); "
+                    "stopped"
+                )
             elif cause == "bad_initialization" and not self._rescaled:
                 said = self._reinitialize(recorder, incident)
             elif cause in DYNAMICS and self._rolled_at == recorder.executions:
@@ -187,6 +196,14 @@ class Healer:
         incident.evidence.append(f"heal: {said}")
         if incident.action != "stopped":
             self._resume(recorder)
+
+    def _nonfinite_from_start(self) -> bool:
+        """Whether the run's initial state already held non-finite values (a layer adapted on
+        data with NaN, a NaN checkpoint): no rollback or redraw of kernels can heal that."""
+        initial = self.snapshots.initial
+        return initial is not None and not all(
+            np.isfinite(v).all() for v in initial.values if np.issubdtype(v.dtype, np.floating)
+        )
 
     def _quarantine(self, recorder: Any, incident: Incident, samples: list[int], batch: Any) -> str:
         cause, controls = incident.root_cause, self.controls
