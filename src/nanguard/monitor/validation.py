@@ -90,7 +90,7 @@ def _weights_finite(model: Any) -> bool:
     import keras
 
     return all(
-        np.isfinite(np.asarray(keras.ops.convert_to_numpy(w.value), dtype=np.float32)).all()
+        np.isfinite(np.asarray(keras.ops.convert_to_numpy(w.value), dtype=np.float64)).all()
         for w in model.weights
         if keras.backend.is_float_dtype(w.dtype)
     )
@@ -112,8 +112,10 @@ def _readable(x: Any, steps: int | None) -> Any:
 
 
 def _rows(x: Any) -> int:
-    first = next(iter(x.values())) if isinstance(x, dict) else x
-    return len(first)
+    """Rows of an array, a DataFrame, or a dict, list or tuple of them (several inputs)."""
+    import keras
+
+    return len(keras.tree.flatten(x)[0])
 
 
 def _batches(x: Any, y: Any, size: int) -> Any:
