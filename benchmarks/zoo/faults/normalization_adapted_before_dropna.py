@@ -8,8 +8,11 @@ finite, yet the first step's loss is NaN.
 
 Fault: statistics adapted on data with a missing value (seed article: one bad record is enough).
 Counterfactual checked: adapting on the rows kept for training trains finite. (The tutorial's
-deeper model, two relu layers after the normalizer, trained to a finite loss here on a CPU with
-the same NaN statistics: no NaN to catch there, so the zoo uses its linear model.)
+deeper model, two relu layers after the normalizer, reports a finite loss here on a CPU with the
+same NaN statistics: the fused relu turns the NaN activations into 0, while the first kernel's
+gradient is NaN and the kernel goes NaN at the first update, predictions then constant. The guard
+stops that at step 0 as a non-finite gradient with this same diagnosis; the zoo, which verifies
+a non-finite loss, uses the tutorial's linear model.)
 """
 
 EXPECTED = {
