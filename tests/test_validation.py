@@ -103,6 +103,36 @@ def test_nonfinite_validation_loss_is_explained_once(name: str, capsys: Any) -> 
     assert err.count(code) == 1 and err.rstrip().endswith("; 1 warning")
 
 
+def test_a_nan_target_of_one_output_is_named_with_its_output() -> None:
+    x, y, xv, yv = _data()
+    yv_b = xv[:, 1:2].copy()
+    yv_b[9] = np.nan
+
+    def fit(guard: nanguard.Guard | None) -> Any:
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4,))
+        hidden = keras.layers.Dense(8, activation="tanh")(inputs)
+        outputs = {name: keras.layers.Dense(1, name=name)(hidden) for name in ("a", "b")}
+        model = keras.Model(inputs, outputs)
+        model.compile("adam", {"a": "mse", "b": "mse"})
+        return model.fit(
+            x,
+            {"a": y, "b": x[:, 1:2]},
+            validation_data=(xv, {"a": yv, "b": yv_b}),
+            epochs=EPOCHS,
+            verbose=0,
+            callbacks=[] if guard is None else [guard],
+        ).history
+
+    plain = fit(None)
+    assert np.isfinite(plain["val_a_loss"]).all() and not np.isfinite(plain["val_b_loss"]).any()
+    guard = nanguard.Guard(preflight=False, verbose=False)
+    fit(guard)
+    [warning] = guard.report.runs[0].warnings
+    assert warning.code == "target_nonfinite"
+    assert "(targets of output 'b'), 1 non-finite or missing label(s): rows 9;" in warning.message
+
+
 def test_finite_validation_loss_adds_no_warning() -> None:
     guard = nanguard.Guard(preflight=False, verbose=False)
     history = _fit("healthy", guard).history

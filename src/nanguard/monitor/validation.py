@@ -78,12 +78,28 @@ def _explain(model: Any, seen: str, step: int) -> list[Warning]:
     from nanguard.audit.api import audit
     from nanguard.audit.guard import as_warnings, class_count
 
-    report = audit(data, y, num_classes=class_count(model))
-    report.findings = [f for f in report.findings if f.severity == "error"]
-    found = as_warnings(report, step, where)
+    found = []
+    for i, (output, target) in enumerate(_targets(y)):  # one audit per output's targets
+        report = audit(data, target, num_classes=class_count(model) if output is None else None)
+        report.findings = [
+            f
+            for f in report.findings
+            if f.severity == "error" and (i == 0 or f.code.startswith("label"))  # inputs once
+        ]
+        named = where if output is None else f"{where[:-1]} (targets of output {output!r}),"
+        found += as_warnings(report, step, named)
     if found or not _weights_finite(model):  # a broken model, not a row, makes it NaN then
         return found
     return _evaluated(model, data, y, args.get("batch_size") or ROWS_PER_BATCH, step, where)
+
+
+def _targets(y: Any) -> list[tuple[Any, Any]]:
+    """(output, its targets) of each output; one ``(None, y)`` for a single output."""
+    if isinstance(y, dict):
+        return list(y.items())
+    if isinstance(y, list | tuple):
+        return list(enumerate(y))
+    return [(None, y)]
 
 
 def _weights_finite(model: Any) -> bool:
