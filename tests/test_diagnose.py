@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 import pytest
@@ -53,6 +55,22 @@ def test_nan_statistics_of_an_adapted_layer_are_named_as_its_weights() -> None:
     assert "adapt it on finite rows" in incident.fixes[0]
     for got, before in zip(case.model.get_weights(), ref.before_bad, strict=True):
         np.testing.assert_array_equal(got, before)  # the step changed nothing
+
+
+def test_weights_are_said_finite_before_a_bad_record_only_when_they_were() -> None:
+    def bad_record_too() -> Any:
+        case = nan_adapted_normalization()
+        case.x[5, 0] = np.nan
+        return case
+
+    for build, said in (
+        (nan_input, "the model's weights were finite before this step"),
+        (bad_record_too, "held non-finite values before this step already: norm_stats/mean"),
+    ):
+        guard, _ = fit_guarded(build)
+        incident = guard.report.runs[0].incidents[0]
+        assert incident.root_cause == "input_nonfinite"
+        assert any(said in line for line in incident.evidence), incident.evidence
 
 
 def test_where_trick_names_the_masked_op_and_samples() -> None:

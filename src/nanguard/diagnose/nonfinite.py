@@ -1,4 +1,5 @@
-"""Where a kept batch holds NaN/Inf: its samples, flat features, count and array name.
+"""Where a kept batch holds NaN/Inf: its samples, flat features, count and array name; and which
+weights of a model or layer hold NaN/Inf.
 
 Numpy and Keras only, so that the JAX and PyTorch guards (:mod:`nanguard.backends`), which run
 without TensorFlow, diagnose a batch the way :mod:`nanguard.diagnose.triage` does.
@@ -54,3 +55,16 @@ def nonfinite_rows(value: Any) -> tuple[list[int], list[int], int, str | None]:
             features.update(where_cols.tolist())
             count += int(bad.sum())
     return sorted(samples), sorted(features), count, name
+
+
+def nonfinite_weights(variables: Any) -> list[str]:
+    """``path (k of n values non-finite)`` for each floating-point variable holding NaN/Inf."""
+    out = []
+    for variable in variables:
+        if not keras.backend.is_float_dtype(variable.dtype):
+            continue
+        values = np.asarray(keras.ops.convert_to_numpy(variable.value), dtype=np.float64)
+        count = int(values.size - np.isfinite(values).sum())
+        if count:
+            out.append(f"{variable.path} ({count} of {values.size} values non-finite)")
+    return out

@@ -19,12 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import keras
 import numpy as np
 
 from nanguard.contract import Alternative, Incident
 from nanguard.diagnose import losses, magnitude
-from nanguard.diagnose.nonfinite import MAX_LISTED, listed, nonfinite_rows
+from nanguard.diagnose.nonfinite import MAX_LISTED, listed, nonfinite_rows, nonfinite_weights
 from nanguard.diagnose.rows import leaves
 from nanguard.probe import state as st
 from nanguard.probe.capture import CapturedBatch
@@ -197,7 +196,7 @@ def _nonfinite_data(facts: Facts) -> Diagnosis | None:
             f"{count} non-finite value(s) in the {which} ({name}) of {len(samples)} of "
             f"{batch.size} samples in the batch: positions {listed(samples)}",
             f"flat feature positions within a sample: {listed(features)}",
-            "the model's weights were finite before this step (the guard skipped the update)",
+            _weights_before(facts.model),
         ]
         if which == "inputs" and len(samples) == batch.size and len(features) <= 3:
             evidence.append(
@@ -223,6 +222,16 @@ def _nonfinite_data(facts: Facts) -> Diagnosis | None:
             fixes=fixes,
         )
     return None
+
+
+def _weights_before(model: Any) -> str:
+    """What the weights were before the step (the guard skipped its update), as measured."""
+    bad = nonfinite_weights(model.weights) if model is not None else []
+    if bad:
+        return f"the model's weights held non-finite values before this step already: {bad[0]}"
+    if model is None:
+        return "the guard skipped this step's update"
+    return "the model's weights were finite before this step (the guard skipped the update)"
 
 
 _LABEL_ERROR = re.compile(
@@ -510,14 +519,7 @@ def _nonfinite_weights(facts: Facts) -> Diagnosis | None:
     if culprit is None or culprit.stage != "forward" or culprit.layer is None:
         return None
     layer = _layer(facts.model, culprit.layer)
-    bad = []
-    for weight in getattr(layer, "weights", []):
-        if not keras.backend.is_float_dtype(weight.dtype):
-            continue
-        values = np.asarray(keras.ops.convert_to_numpy(weight.value), dtype=np.float64)
-        count = int(values.size - np.isfinite(values).sum())
-        if count:
-            bad.append(f"{weight.path} ({count} of {values.size} values non-finite)")
+    bad = nonfinite_weights(getattr(layer, "weights", []))
     if not bad:
         return None
     adapted = hasattr(layer, "adapt")

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from nanguard.contract import Run, Warning
-from nanguard.diagnose.nonfinite import listed
+from nanguard.diagnose.nonfinite import listed, nonfinite_weights
 
 ROWS_PER_BATCH = 256  # arrays are evaluated in slices this long when fit had no batch_size
 EXTREME = 1e3  # an output this many times beyond every finite-loss row's has overflowed
@@ -88,7 +88,7 @@ def _explain(model: Any, seen: str, step: int) -> list[Warning]:
         ]
         named = where if output is None else f"{where[:-1]} (targets of output {output!r}),"
         found += as_warnings(report, step, named)
-    if found or not _weights_finite(model):  # a broken model, not a row, makes it NaN then
+    if found or nonfinite_weights(model.weights):  # a broken model, not a row, makes it NaN
         return found
     return _evaluated(model, data, y, args.get("batch_size") or ROWS_PER_BATCH, step, where)
 
@@ -100,16 +100,6 @@ def _targets(y: Any) -> list[tuple[Any, Any]]:
     if isinstance(y, list | tuple):
         return list(enumerate(y))
     return [(None, y)]
-
-
-def _weights_finite(model: Any) -> bool:
-    import keras
-
-    return all(
-        np.isfinite(np.asarray(keras.ops.convert_to_numpy(w.value), dtype=np.float64)).all()
-        for w in model.weights
-        if keras.backend.is_float_dtype(w.dtype)
-    )
 
 
 def _readable(x: Any, steps: int | None) -> Any:

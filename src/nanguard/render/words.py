@@ -12,7 +12,7 @@ SYMPTOM = {
 }
 
 ACTION = {
-    "stopped": "training stopped; the weights are the last finite ones",
+    "stopped": "training stopped; the weights are as they were before this step",
     "skipped": "the batch was skipped; training went on",
     "quarantined": "the offending samples were quarantined; training went on",
     "rolled_back": "the weights were rolled back to a finite checkpoint",
@@ -53,9 +53,14 @@ HEALED = "heal: "  # evidence lines that say what the heal policy did
 
 
 def action_text(incident: Any) -> str:
-    """What nanguard did: what ``heal`` says it did, else the action in words."""
+    """What nanguard did: what ``heal`` says it did, else the action in words. A step is
+    blocked before its update, except when the update itself made the weights non-finite."""
     said = [e[len(HEALED) :] for e in incident.evidence if e.startswith(HEALED)]
-    return "; ".join(said) if said else ACTION.get(incident.action, incident.action)
+    if said:
+        return "; ".join(said)
+    if incident.action == "stopped" and incident.symptom == "nonfinite_weights":
+        return "training stopped; the update that made the weights non-finite was already applied"
+    return ACTION.get(incident.action, incident.action)
 
 
 def facts(incident: Any) -> list[str]:
