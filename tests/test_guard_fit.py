@@ -243,6 +243,9 @@ def test_an_update_that_overflows_the_weights_is_named_at_its_step() -> None:
     assert ref.first_bad == 0  # without nanguard the weights are non-finite after step 0
     assert (first.step, first.symptom) == (0, "nonfinite_weights")
     assert first.root_cause == "learning_rate_too_high"
+    from nanguard.render.words import action_text
+
+    assert first.action == "stopped" and "already applied" in action_text(first)  # not "as before"
 
 
 class CustomStep(keras.Model):
