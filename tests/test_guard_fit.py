@@ -245,7 +245,17 @@ def test_an_update_that_overflows_the_weights_is_named_at_its_step() -> None:
     assert first.root_cause == "learning_rate_too_high"
     from nanguard.render.words import action_text
 
-    assert first.action == "stopped" and "already applied" in action_text(first)  # not "as before"
+    # Its update went through (the only kind the guard cannot block); the next step stopped.
+    assert (first.action, action_text(first)) == (
+        "none",
+        "the update that made the weights non-finite was already applied",
+    )
+    second = guard.report.runs[0].incidents[1]
+    assert (second.step, second.action, second.root_cause) == (
+        1,
+        "stopped",
+        "learning_rate_too_high",
+    )
 
 
 class CustomStep(keras.Model):

@@ -48,6 +48,7 @@ class Facts:
     loss: Any = None  # the Keras loss a hand-written loop used, when known
     variable_names: list[str] = field(default_factory=list)  # columns of history["grad_norms"]
     source: Any = None  # the data the user trains on, when known (see diagnose.rows)
+    finite_at_start: bool | None = None  # the model's weights when the run began; None: unknown
     replay_error: str | None = None
     _replay: Any = field(default=None, repr=False)
 
@@ -511,10 +512,14 @@ def _layer(model: Any, name: str) -> Any:
 
 
 def _nonfinite_weights(facts: Facts) -> Diagnosis | None:
-    """The first layer to output non-finite values holds non-finite weights of its own before
-    the step. The guard never lets an update make them so: they were set that way, most often
-    statistics adapted on data with NaN (``Normalization.adapt``), or weights loaded from a
-    checkpoint saved after a NaN, or given through ``set_weights``."""
+    """The first layer to output non-finite values holds non-finite weights of its own, and the
+    model's weights were not all finite when the run began (or that is not known, as for a
+    bundle): they were set that way, most often statistics adapted on data with NaN
+    (``Normalization.adapt``), or weights loaded from a checkpoint saved after a NaN, or given
+    through ``set_weights``. (Weights that an overflowing update made non-finite are that
+    update's incident, found by the recorder.)"""
+    if facts.finite_at_start:
+        return None
     culprit = facts.culprit()
     if culprit is None or culprit.stage != "forward" or culprit.layer is None:
         return None

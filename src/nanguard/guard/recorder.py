@@ -65,6 +65,9 @@ class RunRecorder:
         self._last_poll = 0.0
         self._before: list[Any] | None = None  # weights at the start of a sampled execution
         self.weights_bad = False
+        # Under the guard only an update that overflowed can make finite weights non-finite;
+        # weights already non-finite here were set so (adapted on NaN data, a NaN checkpoint).
+        self.finite_at_start = model is None or _all_finite(model.weights)
         self.status = status
         self.history = History(probe.variable_names, history_size)
         self.epochs: list[tuple[int, int]] = []  # (epoch, first global step)
@@ -200,17 +203,20 @@ class RunRecorder:
         self.scanned = self.drained
         batch = self.capture.take() if self.capture is not None else None
         if bad and not self.weights_bad and not self.probe.weight_sampler().all_finite():
-            # Finite gradients, yet the weights are not: the update before the first bad step
-            # overflowed (the only way past the in-graph check). That step is the incident.
+            # Finite gradients, yet the weights are not: unless they were so from the start, the
+            # update before the first bad step overflowed (the only way past the in-graph
+            # check). That step is the incident.
             self.weights_bad = True
             first = bad[0][0]
-            overflowed = self.history.at(first - 1)
+            overflowed = self.history.at(first - 1) if self.finite_at_start else None
             if overflowed is not None:
                 bad.insert(0, (first - 1, int(overflowed["flags"]) | st.WEIGHT_NONFINITE))
         for i, (global_step, flags) in enumerate(bad):
             held = batch if batch is not None and batch.step == global_step else None
             last = i == len(bad) - 1
             action = "stopped" if last and self._stopped() else "skipped"
+            if flags & st.WEIGHT_NONFINITE and not last:  # the overflow: its update was applied
+                action = "none"
             self._add(global_step, flags, held, None, action)
 
     def crash(self, error: BaseException, *, steps_per_execution: int | None = None) -> None:
@@ -245,6 +251,7 @@ class RunRecorder:
             loss=self.loss,
             variable_names=self.probe.variable_names,
             source=self.source,
+            finite_at_start=self.finite_at_start,
         )
         if self.diagnosed < MAX_DIAGNOSED:
             self.diagnosed += 1
@@ -351,3 +358,15 @@ class RunRecorder:
         losses = rows["loss"][(rows["flags"] & st.BAD) == 0]
         final = float(np.mean(losses[-max(len(losses) // 5, 1) :])) if len(losses) else None
         return start, final, start
+
+
+def _all_finite(variables: Any) -> bool:
+    """Whether every floating-point variable is finite, checked where it lives (no host copy)."""
+    import keras
+    import tensorflow as tf
+
+    return all(
+        bool(tf.reduce_all(tf.math.is_finite(v.value)))
+        for v in variables
+        if keras.backend.is_float_dtype(v.dtype)
+    )

@@ -58,8 +58,9 @@ def action_text(incident: Any) -> str:
     said = [e[len(HEALED) :] for e in incident.evidence if e.startswith(HEALED)]
     if said:
         return "; ".join(said)
-    if incident.action == "stopped" and incident.symptom == "nonfinite_weights":
-        return "training stopped; the update that made the weights non-finite was already applied"
+    if incident.symptom == "nonfinite_weights" and incident.action in ("stopped", "none"):
+        applied = "the update that made the weights non-finite was already applied"
+        return f"training stopped; {applied}" if incident.action == "stopped" else applied
     return ACTION.get(incident.action, incident.action)
 
 
