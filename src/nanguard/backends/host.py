@@ -246,4 +246,4 @@ class HostGuard:
         if self.guard.verbose and self.guard.summary:
             from nanguard.render.terminal import print_run_summary
 
-            print_run_summary(run)
+            print_run_summary(run, warnings=False)  # each was printed as it appeared

@@ -169,7 +169,7 @@ class Healer:
         try:
             if cause in RECORDS:
                 said = self._quarantine(recorder, incident, samples, batch)
-            elif cause == "bad_initialization" and self._nonfinite_from_start():
+            elif cause == "bad_initialization" and not recorder.finite_at_start:
                 self._halt(recorder)
                 incident.action = "stopped"
                 said = (
@@ -196,14 +196,6 @@ class Healer:
         incident.evidence.append(f"heal: {said}")
         if incident.action != "stopped":
             self._resume(recorder)
-
-    def _nonfinite_from_start(self) -> bool:
-        """Whether the run's initial state already held non-finite values (a layer adapted on
-        data with NaN, a NaN checkpoint): no rollback or redraw of kernels can heal that."""
-        initial = self.snapshots.initial
-        return initial is not None and not all(
-            np.isfinite(v).all() for v in initial.values if np.issubdtype(v.dtype, np.floating)
-        )
 
     def _quarantine(self, recorder: Any, incident: Incident, samples: list[int], batch: Any) -> str:
         cause, controls = incident.root_cause, self.controls
