@@ -25,6 +25,8 @@ SPECS = [
     "nan_record_batchnorm:stop",
     "healthy_classifier:stop",
     "nan_validation:stop",
+    "nan_checkpoint:stop",
+    "overflowing_update:stop",
     "heal",
 ]
 # JAX only: there Keras calls the guard from worker threads and polls are seconds apart.
@@ -128,6 +130,39 @@ def test_nonfinite_validation_loss_names_the_validation_row(results: dict[str, A
     assert (run["status"], run["incidents"]) == ("completed", [])
     [warning] = [w for w in run["warnings"] if w["message"].startswith("val_loss is nan")]
     assert warning["code"] == "input_nonfinite" and "feature 1: rows 7;" in warning["message"]
+
+
+def test_weights_non_finite_from_the_start_are_named_with_their_layer(
+    results: dict[str, Any],
+) -> None:
+    out = results["nan_checkpoint:stop"]
+    assert out["reference_first_bad"] == 0
+    (incident,) = out["run"]["incidents"]
+    assert (incident["step"], incident["action"]) == (0, "stopped")
+    assert (incident["root_cause"], incident["layer"]) == ("bad_initialization", "hidden")
+    assert "when training began" in incident["evidence"][0]
+    assert "hidden/kernel (1 of 48 values non-finite)" in incident["evidence"][0]
+    assert "Give 'hidden' finite weights" in incident["fixes"][0]
+    assert not any("last finite" in line for line in incident["evidence"])
+
+
+def test_an_update_that_overflows_the_weights_is_named(results: dict[str, Any]) -> None:
+    """JAX keeps the update out at its step; PyTorch lets it through (it checks the loss and
+    gradients before the update) and names it at the next step, from the weights it measures."""
+    out = results["overflowing_update:stop"]
+    assert out["reference_first_bad"] == 0
+    (incident,) = out["run"]["incidents"]
+    assert incident["root_cause"] == "learning_rate_too_high"
+    assert "Lower the learning rate" in incident["fixes"][0]
+    if results["backend"] == "jax":
+        assert (incident["step"], incident["symptom"]) == (0, "nonfinite_weights")
+        assert "the guard kept that update out" in incident["evidence"][0]
+        assert out["weights_finite"] and out["equal_to_before_bad"]
+    else:
+        assert (incident["step"], incident["symptom"]) == (1, "nonfinite_loss")
+        assert "were finite when training began and hold non-finite" in incident["evidence"][0]
+        assert "learning rate: 1e+37" in incident["evidence"]
+        assert not out["weights_finite"]
 
 
 def test_heal_is_refused_with_the_reason(results: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from faults import FAULTS, HEALTHY, Case, nan_input  # noqa: E402
+from faults import FAULTS, HEALTHY, Case, _regression, nan_input  # noqa: E402
 
 import nanguard  # noqa: E402
 
@@ -56,12 +56,37 @@ def nan_validation() -> Case:
     return case
 
 
+def nan_checkpoint() -> Case:
+    """Weights restored from a checkpoint saved after a NaN: one value of the hidden kernel is
+    NaN before the first step, so every step is NaN though every batch is finite."""
+    x, y = _regression(np.random.default_rng(3))
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(8, name="hidden"), keras.layers.Dense(1)]
+    )
+    weights = model.get_weights()
+    weights[0][2, 3] = np.nan
+    model.set_weights(weights)
+    model.compile("adam", "mse")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False})
+
+
+def overflowing_update() -> Case:
+    """Finite loss and gradients, but learning rate x gradient past float32 at the first update:
+    the weights, not the loss, go non-finite first."""
+    x, y = _regression(np.random.default_rng(3))
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(1e37), "mse")
+    return Case(model, x * 1e4, y, {"batch_size": 32, "shuffle": False})
+
+
 SCENARIOS = {
     **FAULTS,
     **HEALTHY,
     "nan_storm": nan_storm,
     "late_nan": late_nan,
     "nan_validation": nan_validation,
+    "nan_checkpoint": nan_checkpoint,
+    "overflowing_update": overflowing_update,
 }
 
 

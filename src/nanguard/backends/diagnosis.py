@@ -1,9 +1,12 @@
-"""What can be diagnosed without TensorFlow: the offending batch itself, with numpy.
+"""What can be diagnosed without TensorFlow: the offending batch itself, and the weights.
 
 On TensorFlow the guard replays the step layer by layer and op by op
 (:mod:`nanguard.diagnose.replay`); that replay is built on TensorFlow's eager mode and op
-callbacks, so on JAX and PyTorch only the batch is read: NaN/Inf in its inputs, targets or sample
-weights. Anything else is reported as ``unknown``, and the evidence says why.
+callbacks, so on JAX and PyTorch only the batch and the weights are read: NaN/Inf in the batch's
+inputs, targets or sample weights; labels out of range; weights holding NaN/Inf before the step
+(from the start: ``bad_initialization``; after an update the guard let through, which only the
+PyTorch guard can do: ``learning_rate_too_high``). Anything else is reported as ``unknown``, and
+the evidence says why.
 """
 
 from __future__ import annotations
@@ -14,7 +17,17 @@ from typing import Any
 import keras
 import numpy as np
 
-from nanguard.diagnose.nonfinite import MAX_LISTED, listed, named_arrays, nonfinite_rows
+from nanguard.backends import budget
+from nanguard.diagnose.nonfinite import (
+    MAX_LISTED,
+    finite_weights_fix,
+    learning_rate_value,
+    listed,
+    named_arrays,
+    nonfinite_rows,
+    overflow_fix,
+    weights_before,
+)
 
 
 @dataclass
@@ -42,13 +55,14 @@ class Batch:
 class Finding:
     root_cause: str = "unknown"
     confidence: float = 0.3
+    layer: str | None = None
     samples: list[int] = field(default_factory=list)
     features: list[int] | None = None
     evidence: list[str] = field(default_factory=list)
     fixes: list[str] = field(default_factory=list)
 
 
-def nonfinite_data(batch: Batch) -> Finding | None:
+def nonfinite_data(batch: Batch, before: list[str]) -> Finding | None:
     """NaN/Inf in the batch's inputs, targets or sample weights: the cause, with positions."""
     for which, value, cause, array in (
         ("inputs", batch.x, "input_nonfinite", "x"),
@@ -67,7 +81,7 @@ def nonfinite_data(batch: Batch) -> Finding | None:
                 f"{count} non-finite value(s) in the {which} ({name}) of {len(ordered)} of "
                 f"{batch.size} samples in the batch: positions {listed(ordered)}",
                 f"flat feature positions within a sample: {listed(flat_features)}",
-                "the model's weights were finite before this step (the guard skipped the update)",
+                weights_before(before),
             ],
             fixes=[
                 f"Drop or repair the records with NaN/Inf {which} before training, e.g. "
@@ -116,24 +130,93 @@ def labels_out_of_range(batch: Batch, model: Any) -> Finding | None:
     )
 
 
+def _clean(batch: Batch | None) -> list[str]:
+    """What was checked of a batch that holds no fault of its own (nothing when not kept)."""
+    return [] if batch is None else ["the batch's inputs, targets and sample weights are finite"]
+
+
+@dataclass
+class Weights:
+    """The model's weights as measured: NaN/Inf-holding ones when training began (and the first
+    layer that held them) and before the step diagnosed (see
+    :func:`nanguard.diagnose.nonfinite.nonfinite_weights`). Measured by the host, which knows
+    when the model's variables can be read (on JAX, not during ``fit``)."""
+
+    at_start: list[str]
+    owner: Any
+    before: list[str]
+
+
+def nonfinite_weights_finding(
+    model: Any, weights: Weights, batch: Batch | None, flags: int
+) -> Finding | None:
+    """Weights that hold NaN/Inf before the step, or after its update only, with a batch that
+    holds none: the cause."""
+    if not weights.before:
+        if flags & (budget.LOSS_NONFINITE | budget.GRAD_NONFINITE) or not flags:
+            return None
+        return _overflowed(
+            model,
+            batch,
+            "the loss and every gradient of this step were finite, but the weights after its "
+            "update were not: learning rate x update overflowed float32; the guard kept that "
+            "update out",
+        )
+    if weights.at_start:
+        layer = weights.owner
+        return Finding(
+            "bad_initialization",
+            0.85,
+            layer=layer.name if layer is not None else None,
+            evidence=[
+                "the model's weights held non-finite values when training began (measured "
+                f"before its first step): {', '.join(weights.at_start[:MAX_LISTED])}",
+                *_clean(batch),
+            ],
+            fixes=[finite_weights_fix(layer)] if layer is not None else [],
+        )
+    return _overflowed(
+        model,
+        batch,
+        "the model's weights were finite when training began and hold non-finite values "
+        f"before this step: {', '.join(weights.before[:MAX_LISTED])}",
+        "every update applied so far came from a finite loss and finite gradients, so one of "
+        "them overflowed the weights: learning rate x update past float32 (the PyTorch guard "
+        "checks the loss and gradients before an update, not the weights after it)",
+    )
+
+
+def _overflowed(model: Any, batch: Batch | None, *evidence: str) -> Finding:
+    lr = learning_rate_value(model)
+    return Finding(
+        "learning_rate_too_high",
+        0.8,
+        evidence=[*evidence, *([f"learning rate: {lr:g}"] if lr else []), *_clean(batch)],
+        fixes=[overflow_fix(lr)],
+    )
+
+
 def diagnose(
-    batch: Batch | None, backend: str, model: Any, error: BaseException | None = None
+    batch: Batch | None,
+    backend: str,
+    model: Any,
+    weights: Weights,
+    flags: int,
+    error: BaseException | None = None,
 ) -> Finding:
-    """The batch's own fault if it has one, else ``unknown`` with what could not be checked."""
+    """The batch's own fault if it has one, else the weights', else ``unknown`` with what could
+    not be checked."""
     if batch is not None:
-        found = nonfinite_data(batch) or labels_out_of_range(batch, model)
+        found = nonfinite_data(batch, weights.before) or labels_out_of_range(batch, model)
         if found is not None:
             return found
-    outcome = (
-        "the step raised before its update"
-        if error is not None
-        else "the guard blocked the update, so the weights are the last finite ones"
-    )
+    found = nonfinite_weights_finding(model, weights, batch, flags)
+    if found is not None:
+        return found
+    outcome = "the step raised before its update" if error is not None else weights_before([])
     return Finding(
         evidence=[
-            "the batch of this step was not kept"
-            if batch is None
-            else "the batch's inputs, targets and sample weights are all finite",
+            *(_clean(batch) or ["the batch of this step was not kept"]),
             "the replay that names the layer, op and cause runs on the TensorFlow backend only "
             f"(this run used Keras' {backend} backend); {outcome}",
         ],

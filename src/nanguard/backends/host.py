@@ -19,8 +19,9 @@ import keras
 import numpy as np
 
 from nanguard.backends import budget
-from nanguard.backends.diagnosis import Batch, diagnose
+from nanguard.backends.diagnosis import Batch, Weights, diagnose
 from nanguard.contract import Incident, Run
+from nanguard.diagnose.nonfinite import layers_holding_nonfinite, nonfinite_weights
 from nanguard.monitor.validation import explain as explain_validation
 from nanguard.monitor.validation import nonfinite_validation_loss
 
@@ -48,6 +49,7 @@ class Engine(Protocol):
     """What a backend's guard gives the host (the JAX and PyTorch engines)."""
 
     async_safe: bool  # may Keras call on_train_batch_end from a worker thread (no sync per step)
+    weights_live: bool  # the model's variables hold the trained weights during fit (not at epochs)
     host_steps: int  # batches handed to the step so far in this run
     steps: int  # steps taken (blocked ones included, dead ones after a halt not), at last poll
     halted: bool  # a stop, or the skip budget spent, at the last poll
@@ -75,6 +77,7 @@ class HostGuard:
         self._last_poll = 0.0
         self._failed = False  # the host side broke in this run; the engine still guards
         self._validation_explained = False  # a non-finite val_loss is looked into once per run
+        self._at_start = Weights([], None, [])  # weights holding NaN/Inf when the run began
 
     def bind(self) -> None:
         """Take over the guard's training hooks (instance attributes shadow its methods)."""
@@ -117,6 +120,9 @@ class HostGuard:
         self.run = Run(kind="fit", model=model.name, policy=guard.policy)
         guard.report.runs.append(self.run)
         self.epochs, self._failed, self._validation_explained = [], False, False
+        owners = layers_holding_nonfinite(model)
+        bad = [name for _, names in owners for name in names]
+        self._at_start = Weights(bad, owners[0][0] if owners else None, bad)
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         if self.run is not None:
@@ -178,11 +184,22 @@ class HostGuard:
                 return epoch, step - first
         return None, None
 
+    def _weights(self) -> Weights:
+        """The weights before the step diagnosed: read now where the model's variables are the
+        trained ones; else (JAX, whose step keeps every update that makes them non-finite out)
+        as they were when the run began."""
+        if not self.engine.weights_live:
+            return self._at_start
+        before = nonfinite_weights(self.model.weights)
+        return Weights(self._at_start.at_start, self._at_start.owner, before)
+
     def _add(
         self, run: Run, found: BadStep, action: str, error: BaseException | None = None
     ) -> None:
         began = time.perf_counter()
-        finding = diagnose(found.batch, self.backend, self.model, error)
+        finding = diagnose(
+            found.batch, self.backend, self.model, self._weights(), found.flags, error
+        )
         evidence = list(finding.evidence)
         if error is not None:
             evidence.insert(0, f"training raised {type(error).__name__}: {str(error)[:300]}")
@@ -196,6 +213,7 @@ class HostGuard:
             symptom="error" if error is not None else budget.symptom(found.flags),
             root_cause=finding.root_cause,
             confidence=finding.confidence,
+            layer=finding.layer,
             samples=finding.samples,
             features=finding.features,
             evidence=evidence,

@@ -64,6 +64,7 @@ def _all_finite(arrays: Any) -> jax.Array:
 
 class JaxEngine:
     async_safe = True
+    weights_live = False
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

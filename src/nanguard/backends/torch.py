@@ -42,6 +42,7 @@ class _Step:
 
 class TorchEngine:
     async_safe = False
+    weights_live = True
 
     def __init__(self) -> None:
         self._patched: list[tuple[Any, str]] = []

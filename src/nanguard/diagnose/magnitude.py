@@ -22,18 +22,12 @@ from typing import Any
 import numpy as np
 
 from nanguard.contract import Alternative
+from nanguard.diagnose.nonfinite import learning_rate_value
 from nanguard.probe import state as st
 
 OUTLIER_RATIO = 100.0  # a sample this many times the batch's typical magnitude is an outlier
 UNIT_SCALE = 20.0  # typical |x| of a batch beyond which inputs count as unscaled
 INIT_RATIO = 4.0  # initializer scale over the Glorot/He scale that counts as a bad init
-
-
-def learning_rate_value(model: Any) -> float | None:
-    try:
-        return float(np.asarray(model.optimizer.learning_rate))
-    except (AttributeError, TypeError, ValueError):
-        return None
 
 
 def _flat(value: Any) -> np.ndarray | None:

@@ -1,5 +1,5 @@
-"""Where a kept batch holds NaN/Inf: its samples, flat features, count and array name; and which
-weights of a model or layer hold NaN/Inf.
+"""Where a kept batch holds NaN/Inf: its samples, flat features, count and array name; which
+weights of a model or layer hold NaN/Inf, and the fixes for weights that do.
 
 Numpy and Keras only, so that the JAX and PyTorch guards (:mod:`nanguard.backends`), which run
 without TensorFlow, diagnose a batch the way :mod:`nanguard.diagnose.triage` does.
@@ -58,13 +58,69 @@ def nonfinite_rows(value: Any) -> tuple[list[int], list[int], int, str | None]:
 
 
 def nonfinite_weights(variables: Any) -> list[str]:
-    """``path (k of n values non-finite)`` for each floating-point variable holding NaN/Inf."""
+    """``path (k of n values non-finite)`` for each floating-point variable holding NaN/Inf.
+
+    Each variable is first checked where it lives (one reduction on its device), so a finite one
+    is never copied to the host."""
     out = []
     for variable in variables:
         if not keras.backend.is_float_dtype(variable.dtype):
             continue
+        if bool(keras.ops.convert_to_numpy(keras.ops.all(keras.ops.isfinite(variable.value)))):
+            continue
         values = np.asarray(keras.ops.convert_to_numpy(variable.value), dtype=np.float64)
         count = int(values.size - np.isfinite(values).sum())
-        if count:
-            out.append(f"{variable.path} ({count} of {values.size} values non-finite)")
+        out.append(f"{variable.path} ({count} of {values.size} values non-finite)")
     return out
+
+
+def weights_before(bad: list[str] | None) -> str:
+    """The evidence line on the model's weights before a step whose update the guard kept out:
+    ``bad`` as :func:`nonfinite_weights` measured them, None where they could not be read."""
+    if bad is None:
+        return "the guard skipped this step's update"
+    if bad:
+        return f"the model's weights held non-finite values before this step already: {bad[0]}"
+    return "the model's weights were finite before this step (the guard skipped the update)"
+
+
+def layers_holding_nonfinite(model: Any) -> list[tuple[Any, list[str]]]:
+    """Each layer of ``model`` whose own weights (not its sublayers') hold NaN/Inf, with them."""
+    out = []
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        own = [*layer._trainable_variables, *layer._non_trainable_variables]
+        bad = nonfinite_weights(own)
+        if bad:
+            out.append((layer, bad))
+    return out
+
+
+def finite_weights_fix(layer: Any) -> str:
+    """How to give ``layer`` finite weights again: adapted layers were adapted on NaN/Inf data;
+    any other layer had them set (a checkpoint, ``set_weights``, statistics)."""
+    if hasattr(layer, "adapt"):
+        return (
+            f"'{layer.name}' was adapted on data with NaN/Inf: adapt it on finite rows, e.g. "
+            "`keep = np.isfinite(x).all(axis=1); layer.adapt(x[keep])` (`nanguard audit` names "
+            "the rows), or clean the data before adapting."
+        )
+    return (
+        f"Give '{layer.name}' finite weights: find where they were set (`set_weights`, a loaded "
+        "checkpoint saved after a NaN, statistics computed on data with NaN) and redo that from "
+        "finite values."
+    )
+
+
+def learning_rate_value(model: Any) -> float | None:
+    try:
+        return float(np.asarray(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def overflow_fix(lr: float | None) -> str:
+    """The fix for an update that overflowed finite weights."""
+    return (
+        f"Lower the learning rate{f' from {lr:g}' if lr else ''} by orders of magnitude; "
+        "clip gradients (`clipnorm=1.0`)."
+    )

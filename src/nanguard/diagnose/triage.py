@@ -23,7 +23,16 @@ import numpy as np
 
 from nanguard.contract import Alternative, Incident
 from nanguard.diagnose import losses, magnitude
-from nanguard.diagnose.nonfinite import MAX_LISTED, listed, nonfinite_rows, nonfinite_weights
+from nanguard.diagnose.nonfinite import (
+    MAX_LISTED,
+    finite_weights_fix,
+    learning_rate_value,
+    listed,
+    nonfinite_rows,
+    nonfinite_weights,
+    overflow_fix,
+    weights_before,
+)
 from nanguard.diagnose.rows import leaves
 from nanguard.probe import state as st
 from nanguard.probe.capture import CapturedBatch
@@ -197,7 +206,9 @@ def _nonfinite_data(facts: Facts) -> Diagnosis | None:
             f"{count} non-finite value(s) in the {which} ({name}) of {len(samples)} of "
             f"{batch.size} samples in the batch: positions {listed(samples)}",
             f"flat feature positions within a sample: {listed(features)}",
-            _weights_before(facts.model),
+            weights_before(
+                nonfinite_weights(facts.model.weights) if facts.model is not None else None
+            ),
         ]
         if which == "inputs" and len(samples) == batch.size and len(features) <= 3:
             evidence.append(
@@ -223,16 +234,6 @@ def _nonfinite_data(facts: Facts) -> Diagnosis | None:
             fixes=fixes,
         )
     return None
-
-
-def _weights_before(model: Any) -> str:
-    """What the weights were before the step (the guard skipped its update), as measured."""
-    bad = nonfinite_weights(model.weights) if model is not None else []
-    if bad:
-        return f"the model's weights held non-finite values before this step already: {bad[0]}"
-    if model is None:
-        return "the guard skipped this step's update"
-    return "the model's weights were finite before this step (the guard skipped the update)"
 
 
 _LABEL_ERROR = re.compile(
@@ -478,7 +479,7 @@ def _update_overflow(facts: Facts) -> Diagnosis | None:
         st.LOSS_NONFINITE | st.GRAD_NONFINITE
     ):
         return None
-    lr = magnitude.learning_rate_value(facts.model)
+    lr = learning_rate_value(facts.model)
     return Diagnosis(
         "learning_rate_too_high",
         0.8,
@@ -489,10 +490,7 @@ def _update_overflow(facts: Facts) -> Diagnosis | None:
             + (f" (learning rate {lr:g})" if lr else ""),
             "the optimizer update itself cannot be undone: the weights are non-finite",
         ],
-        fixes=[
-            f"Lower the learning rate{f' from {lr:g}' if lr else ''} by orders of magnitude; "
-            "clip gradients (`clipnorm=1.0`).",
-        ],
+        fixes=[overflow_fix(lr)],
     )
 
 
@@ -528,15 +526,6 @@ def _nonfinite_weights(facts: Facts) -> Diagnosis | None:
     if not bad:
         return None
     adapted = hasattr(layer, "adapt")
-    fix = (
-        f"'{culprit.layer}' was adapted on data with NaN/Inf: adapt it on finite rows, e.g. "
-        "`keep = np.isfinite(x).all(axis=1); layer.adapt(x[keep])` (`nanguard audit` names "
-        "the rows), or clean the data before adapting."
-        if adapted
-        else f"Give '{culprit.layer}' finite weights: find where they were set (`set_weights`, "
-        "a loaded checkpoint saved after a NaN, statistics computed on data with NaN) and "
-        "redo that from finite values."
-    )
     return Diagnosis(
         "bad_initialization",
         0.9,
@@ -556,7 +545,7 @@ def _nonfinite_weights(facts: Facts) -> Diagnosis | None:
             if adapted
             else []
         ),
-        fixes=[fix],
+        fixes=[finite_weights_fix(layer)],
     )
 
 

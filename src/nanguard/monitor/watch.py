@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from nanguard.contract import Run
+from nanguard.diagnose.nonfinite import learning_rate_value
 from nanguard.monitor import gradients, learning_rate
 from nanguard.monitor.batch import Batch
 from nanguard.monitor.findings import Finding, WarningBoard
@@ -146,7 +147,7 @@ class Monitor:
         assert self._groups is not None
 
         def lr() -> float | None:  # a device read: only for a message
-            return _learning_rate(self.model)
+            return learning_rate_value(self.model)
 
         found = [
             gradients.exploding(self._norms, self._groups, self._losses),
@@ -180,13 +181,6 @@ class Monitor:
         at = max(int(recorder.state.read_status()[st.STEP]) - recorder.start - 1, 0)
         for finding in self._sampler.sample(self.batch.x):
             self.board.add(at, finding)
-
-
-def _learning_rate(model: Any) -> float | None:
-    try:
-        return float(np.asarray(model.optimizer.learning_rate))
-    except (AttributeError, TypeError, ValueError):
-        return None
 
 
 def begin_run(
