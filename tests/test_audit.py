@@ -256,6 +256,16 @@ def test_in_memory_arrays_and_dataframe() -> None:
     assert [f.feature for f in by_code(report)["outlier"]] == ["b"]
 
 
+def test_several_inputs_as_a_list_are_read_per_input() -> None:
+    """Keras' several inputs ``[x_a, x_b]``: two arrays of the same shape are not read as two
+    rows of a 3-D array."""
+    x, y = planted()
+    report = nanguard.audit([x[:, :3], x[:, 3:]], y, num_classes=5)
+    assert report.rows == ROWS
+    nonfinite = {f.feature: f.indices for f in by_code(report)["nonfinite"]}
+    assert nonfinite == {"input 0[2]": [1234], "input 1[1]": [77]}
+
+
 def test_clean_data_has_no_error(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2000, 8)).astype(np.float32)
@@ -462,6 +472,35 @@ def test_guard_audit_warns_at_train_begin() -> None:
     assert set(warnings) == {"unscaled_input", "label_out_of_range"}
     assert warnings["label_out_of_range"].severity == "critical"
     assert "rows 40" in warnings["label_out_of_range"].message
+
+
+def test_guard_audit_reads_several_inputs_and_outputs() -> None:
+    """``fit([x_a, x_b], {"a": y_a, "b": y_b})``: each input and each output's targets."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(1)
+    x_a, x_b = rng.standard_normal((2, 256, 4)).astype("float32")
+    y_a, y_b = x_a[:, :1], x_b[:, :1].copy()
+    x_b[100, 2] = np.nan  # past the first batch, which the guard's preflight reads
+    y_b[109, 0] = np.inf
+    a, b = keras.Input((4,)), keras.Input((4,))
+    hidden = keras.layers.Dense(8)(keras.layers.Concatenate()([a, b]))
+    outputs = {name: keras.layers.Dense(1, name=name)(hidden) for name in ("a", "b")}
+    model = keras.Model([a, b], outputs)
+    model.compile("adam", {"a": "mse", "b": "mse"})
+    guard = nanguard.Guard(audit=True, verbose=False)
+    model.fit([x_a, x_b], {"a": y_a, "b": y_b}, batch_size=32, verbose=0, callbacks=[guard])
+    audited = {
+        w.code: w.message
+        for w in guard.report.runs[0].warnings
+        if w.message.startswith("audit of the first 256 rows")
+    }
+    assert "in feature input 1[2]: rows 100;" in audited["input_nonfinite"]
+    assert audited["target_nonfinite"].startswith(
+        "audit of the first 256 rows (targets of output 'b'):"
+    )
+    assert "rows 109;" in audited["target_nonfinite"]
 
 
 def test_dask_cluster_gives_the_local_result(tmp_path: Path) -> None:

@@ -133,6 +133,46 @@ def test_a_nan_target_of_one_output_is_named_with_its_output() -> None:
     assert "(targets of output 'b'), 1 non-finite or missing label(s): rows 9;" in warning.message
 
 
+@pytest.mark.parametrize(
+    "fault, named",
+    [
+        ("nan_second_input", "1 non-finite or missing value(s) in feature input 1[2]: rows 5;"),
+        ("target_outside_loss", "not finite on rows 11 while"),
+    ],
+)
+def test_several_inputs_given_as_a_list_are_looked_into(fault: str, named: str) -> None:
+    """``validation_data=([x_a, x_b], y)``: the audit reads each input (the NaN case), and the
+    evaluation slices them together (a target the loss cannot take)."""
+    x, y, xv, yv = _data()
+    xv_b = xv[:, ::-1].copy()
+    if fault == "nan_second_input":
+        xv_b[5, 2] = np.nan
+    else:
+        yv[11, 0] = -5.0
+
+    def fit(guard: nanguard.Guard | None) -> Any:
+        keras.utils.set_random_seed(0)
+        a, b = keras.Input((4,)), keras.Input((4,))
+        hidden = keras.layers.Dense(8, activation="tanh")(keras.layers.Concatenate()([a, b]))
+        model = keras.Model([a, b], keras.layers.Dense(1)(hidden))
+        model.compile("adam", _log_error)
+        return model.fit(
+            [x, x[:, ::-1]],
+            y,
+            validation_data=([xv, xv_b], yv),
+            epochs=EPOCHS,
+            verbose=0,
+            callbacks=[] if guard is None else [guard],
+        ).history
+
+    plain = fit(None)
+    assert np.isfinite(plain["loss"]).all() and not np.isfinite(plain["val_loss"]).any()
+    guard = nanguard.Guard(preflight=False, verbose=False)
+    fit(guard)
+    [warning] = guard.report.runs[0].warnings
+    assert named in warning.message
+
+
 def test_finite_validation_loss_adds_no_warning() -> None:
     guard = nanguard.Guard(preflight=False, verbose=False)
     history = _fit("healthy", guard).history

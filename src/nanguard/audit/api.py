@@ -192,7 +192,8 @@ def _is_tf_dataset(x: Any) -> bool:
 def audit(x: Any, y: Any = None, num_classes: int | None = None) -> AuditReport:
     """Audit training data before training; returns an :class:`AuditReport` (CONTRACT §4).
 
-    ``x``: arrays (NumPy, lists, a dict of arrays), a pandas DataFrame, a ``tf.data.Dataset``
+    ``x``: arrays (NumPy, lists; several inputs as a dict, list or tuple of arrays), a pandas
+    DataFrame, a ``tf.data.Dataset``
     (elements ``x`` or ``(x, y)`` as ``fit`` takes them), or a path or list of paths (as the
     command line takes them). ``y``: labels or targets (for a DataFrame also a column name; for
     paths a column name or a label file). ``num_classes``: the model's output units, to check

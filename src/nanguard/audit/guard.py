@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from nanguard.audit.memory import is_several_inputs
 from nanguard.contract import Warning
 
 BATCHES = 8
@@ -27,9 +28,47 @@ SEVERITY = {"error": "critical", "warning": "warning", "info": "info"}
 def _head(value: Any, rows: int) -> Any:
     if isinstance(value, dict):
         return {k: _head(v, rows) for k, v in value.items()}
+    if is_several_inputs(value):
+        return [_head(v, rows) for v in value]
     if hasattr(value, "iloc"):
         return value.iloc[:rows]
     return np.asarray(value[:rows])
+
+
+def in_memory(x: Any) -> bool:
+    """Arrays, a DataFrame, or several of them: data that can be read again at no cost to
+    training (unlike a generator or a ``PyDataset``)."""
+    if isinstance(x, dict) or hasattr(x, "shape") or hasattr(x, "iloc"):
+        return True
+    return is_several_inputs(x)
+
+
+def per_output(y: Any) -> list[tuple[Any, Any]]:
+    """(output, its targets) of each output; one ``(None, y)`` for a single output."""
+    if isinstance(y, dict):
+        return list(y.items())
+    if is_several_inputs(y):
+        return list(enumerate(y))
+    return [(None, y)]
+
+
+def audit_by_output(model: Any, x: Any, y: Any) -> list[tuple[Any, Any]]:
+    """(output or None, audit report) per output: inputs with the first output's targets, then
+    only the label findings of each further output's targets (the inputs are read once)."""
+    from nanguard.audit.api import audit
+
+    out = []
+    for i, (output, target) in enumerate(per_output(y)):
+        report = audit(x, target, num_classes=class_count(model) if output is None else None)
+        if i:
+            report.findings = [f for f in report.findings if f.code.startswith("label")]
+        out.append((output, report))
+    return out
+
+
+def of_output(where: str, output: Any) -> str:
+    """``where`` (ending in a colon or comma), naming the output whose targets were audited."""
+    return where if output is None else f"{where[:-1]} (targets of output {output!r}){where[-1]}"
 
 
 def class_count(model: Any) -> int | None:
@@ -56,17 +95,13 @@ def audit_first_batches(model: Any, data: Any = None, verbose: bool = True) -> l
             x = data
         if x is None:
             return []
-        from nanguard.audit.api import audit
-
         if hasattr(x, "element_spec"):  # a tf.data.Dataset: its elements are batches
-            report = audit(x.take(BATCHES), num_classes=class_count(model))
-        elif isinstance(x, dict) or hasattr(x, "shape") or hasattr(x, "iloc"):
+            from nanguard.audit.api import audit
+
+            reports = [(None, audit(x.take(BATCHES), num_classes=class_count(model)))]
+        elif in_memory(x):
             rows = BATCHES * (batch_size or 32)
-            report = audit(
-                _head(x, rows),
-                None if y is None else _head(y, rows),
-                num_classes=class_count(model),
-            )
+            reports = audit_by_output(model, _head(x, rows), None if y is None else _head(y, rows))
         else:  # generators, PyDataset: reading ahead would consume them
             return []
     except Exception as exc:
@@ -76,14 +111,18 @@ def audit_first_batches(model: Any, data: Any = None, verbose: bool = True) -> l
             file=sys.stderr,
         )
         return []
-    findings = [f for f in report.findings if f.code in WARNING_CODE]
-    if verbose and findings:
-        from nanguard.audit.render import print_report
+    warnings = []
+    for output, report in reports:
+        report.findings = [f for f in report.findings if f.code in WARNING_CODE]
+        where = of_output(f"audit of the first {report.rows} rows:", output)
+        if verbose and report.findings:
+            from nanguard.audit.render import print_report
 
-        report.findings, report.notes = findings, []
-        print(f"nanguard: audit of the first {report.rows} rows:", file=sys.stderr)
-        print_report(report, file=sys.stderr)
-    return as_warnings(report, 0, f"audit of the first {report.rows} rows:")
+            report.notes = []
+            print(f"nanguard: {where}", file=sys.stderr)
+            print_report(report, file=sys.stderr)
+        warnings += as_warnings(report, 0, where)
+    return warnings
 
 
 def as_warnings(report: Any, step: int, where: str) -> list[Warning]:

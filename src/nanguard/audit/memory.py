@@ -1,4 +1,5 @@
-"""In-memory inputs of ``nanguard.audit(x, y)``: NumPy arrays, lists, dicts of arrays, pandas."""
+"""In-memory inputs of ``nanguard.audit(x, y)``: NumPy arrays, lists, several inputs (a dict,
+list or tuple of arrays), pandas."""
 
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ def _is_series(value: Any) -> bool:
     )
 
 
+def is_several_inputs(x: Any) -> bool:
+    """A list or tuple of arrays: Keras' several inputs (rows would be lists of numbers)."""
+    return isinstance(x, list | tuple) and bool(x) and all(hasattr(v, "shape") for v in x)
+
+
 def memory_source(x: Any, y: Any) -> Source:
     names: list[str] | None = None
     label_name = None if y is None else "y"
@@ -57,7 +63,9 @@ def memory_source(x: Any, y: Any) -> Source:
         names = [str(x.name) if x.name is not None else "0"]
         array = x.to_numpy(np.float64).reshape(-1, 1)
         sample_shape = (1,)
-    elif isinstance(x, dict):
+    elif isinstance(x, dict) or is_several_inputs(x):
+        if not isinstance(x, dict):  # named by position, as Keras takes several inputs
+            x = {f"input {i}": v for i, v in enumerate(x)}
         parts = {k: np.asarray(v) for k, v in sorted(x.items())}
         names = []
         for key, part in parts.items():

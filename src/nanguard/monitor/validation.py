@@ -75,31 +75,15 @@ def _explain(model: Any, seen: str, step: int) -> list[Warning]:
     if args.get("validation_split"):  # Keras took the last rows of fit's data
         where += f" (fit's data from row {_rows(args.get('x'))} on, so add that to each row)"
     where += ","
-    from nanguard.audit.api import audit
-    from nanguard.audit.guard import as_warnings, class_count
+    from nanguard.audit.guard import as_warnings, audit_by_output, of_output
 
     found = []
-    for i, (output, target) in enumerate(_targets(y)):  # one audit per output's targets
-        report = audit(data, target, num_classes=class_count(model) if output is None else None)
-        report.findings = [
-            f
-            for f in report.findings
-            if f.severity == "error" and (i == 0 or f.code.startswith("label"))  # inputs once
-        ]
-        named = where if output is None else f"{where[:-1]} (targets of output {output!r}),"
-        found += as_warnings(report, step, named)
+    for output, report in audit_by_output(model, data, y):
+        report.findings = [f for f in report.findings if f.severity == "error"]
+        found += as_warnings(report, step, of_output(where, output))
     if found or nonfinite_weights(model.weights):  # a broken model, not a row, makes it NaN
         return found
     return _evaluated(model, data, y, args.get("batch_size") or ROWS_PER_BATCH, step, where)
-
-
-def _targets(y: Any) -> list[tuple[Any, Any]]:
-    """(output, its targets) of each output; one ``(None, y)`` for a single output."""
-    if isinstance(y, dict):
-        return list(y.items())
-    if isinstance(y, list | tuple):
-        return list(enumerate(y))
-    return [(None, y)]
 
 
 def _readable(x: Any, steps: int | None) -> Any:
@@ -112,9 +96,9 @@ def _readable(x: Any, steps: int | None) -> Any:
         if steps:
             return x.take(steps)
         return None if x.cardinality() == tf.data.INFINITE_CARDINALITY else x
-    if isinstance(x, dict) or hasattr(x, "shape") or hasattr(x, "iloc"):
-        return x
-    return None
+    from nanguard.audit.guard import in_memory
+
+    return x if in_memory(x) else None
 
 
 def _rows(x: Any) -> int:
@@ -126,21 +110,19 @@ def _rows(x: Any) -> int:
 
 def _batches(x: Any, y: Any, size: int) -> Any:
     """(first row, inputs, targets) of each batch of arrays or of a dataset."""
-    if hasattr(x, "element_spec"):
-        import keras
+    import keras
 
+    if hasattr(x, "element_spec"):
         start = 0
         for element in x:
             bx, by, _ = keras.utils.unpack_x_y_sample_weight(tuple(element))
             yield start, bx, by
             start += _rows(bx)
         return
-    rows = _rows(x)
-    for start in range(0, rows, size):
+    for start in range(0, _rows(x), size):
         cut = slice(start, start + size)
-        bx = {k: np.asarray(v[cut]) for k, v in x.items()} if isinstance(x, dict) else x[cut]
         by = None if y is None else np.asarray(y[cut])
-        yield start, bx if isinstance(bx, dict) else np.asarray(bx), by
+        yield start, keras.tree.map_structure(lambda v, cut=cut: np.asarray(v[cut]), x), by
 
 
 def _evaluated(model: Any, x: Any, y: Any, size: int, step: int, where: str) -> list[Warning]:
