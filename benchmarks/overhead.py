@@ -3,8 +3,8 @@
 Configurations: plain ``fit``, ``TerminateOnNaN``, ``nanguard.Guard()`` (pre-flight and
 precursor monitors on, activation statistics at their default rate),
 ``guard+activations`` (``Guard(activation_every=10)``: a forward pass over the kept batch every
-10 steps, 20x the default rate), ``guard-heal`` (``Guard("heal")``: the host polls after every
-step, the update reads the heal controls, healthy-state snapshots),
+10 steps, 20x the default rate), ``guard-heal`` (``Guard("heal")``: the host reads the guard's
+status after every step, the update reads the heal controls, healthy-state snapshots),
 ``tf.debugging.enable_check_numerics`` and Debugger V2 (``CURT_HEALTH``). Each gets its own copy
 of the model (same seed), traced once under its configuration. Then, round after round, every
 configuration trains ``--steps`` steps, in an order that rotates each round; a round's ratio is a

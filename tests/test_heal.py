@@ -82,6 +82,17 @@ def test_bad_records_are_quarantined_and_the_run_heals(build: Any, rows: list[in
     assert [r["dataset_rows"] for r in listed] == [rows]
 
 
+def test_no_batch_is_lost_to_the_pause_between_polls() -> None:
+    """A bad step pauses the graph until the host heals; with polls 5 s apart every batch of
+    the run would run paused after it. The host looks after every batch, so all 40 train."""
+    case = nan_input()
+    case.fit = {**case.fit, "epochs": 4}
+    guard, case = fit_guarded(lambda: case, policy="heal", poll_interval=5.0)
+    run = guard.report.runs[0]
+    assert [(i.step, i.action) for i in run.incidents] == [(4, "quarantined")]
+    assert (run.status, run.steps) == ("healed", 40)
+
+
 def test_outliers_that_already_moved_the_weights_are_quarantined_and_undone() -> None:
     """Rows 97 and 98 (x1e5) pass with a finite loss that ruins the weights; the NaN comes
     later, in batches without them: heal names them from the data and rolls back."""

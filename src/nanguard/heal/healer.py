@@ -1,8 +1,10 @@
 """Host side of ``policy="heal"``: act on each incident's diagnosis, and judge the run at its end.
 
 The bad step itself was blocked in graph, and it paused the graph (no update from any step) until
-the host, at its next poll, has acted and resumes it: at most a poll interval of steps is lost,
-and none runs on what the heal is about to change. By root cause:
+the host has acted and resumes it. The host looks for a pause after every train-function call
+(see :meth:`~nanguard.guard.recorder.RunRecorder.batch_done`), so in ``fit`` no batch is lost to
+it (with ``steps_per_execution > 1``, only the rest of that call's steps), and none runs on what
+the heal is about to change. By root cause:
 
 - bad records (``input_nonfinite``, ``target_nonfinite``, ``label_out_of_range``,
   ``input_outlier``, ``invalid_target``): quarantine them for the rest of the run, by rule
