@@ -27,7 +27,9 @@ SPECS = [
     "nan_validation:stop",
     "nan_checkpoint:stop",
     "overflowing_update:stop",
+    "relu_into_crossentropy:stop",
     "heal",
+    "audit",
 ]
 # JAX only: there Keras calls the guard from worker threads and polls are seconds apart.
 JAX_SPECS = ["late_nan:skip"]
@@ -78,8 +80,15 @@ def test_data_faults_are_diagnosed_from_the_batch(results: dict[str, Any]) -> No
     )
     nan_y = results["nan_target:stop"]["run"]["incidents"][0]
     assert (nan_y["root_cause"], nan_y["samples"]) == ("target_nonfinite", [13])
-    diverged = results["learning_rate_too_high:stop"]["run"]["incidents"][0]
+    run = results["learning_rate_too_high:stop"]["run"]
+    diverged = run["incidents"][0]
+    # Nothing in the batch or the weights explains it: unknown, with the pre-flight's warnings.
     assert diverged["root_cause"] == "unknown"
+    assert [(w["step"], w["code"]) for w in run["warnings"]] == [(0, "unscaled_input")]
+    assert any(
+        line.startswith("pre-flight warned before the first step: unscaled_input")
+        for line in diverged["evidence"]
+    )
     assert any("TensorFlow backend only" in line for line in diverged["evidence"])
 
 
@@ -163,6 +172,25 @@ def test_an_update_that_overflows_the_weights_is_named(results: dict[str, Any]) 
         assert "were finite when training began and hold non-finite" in incident["evidence"][0]
         assert "learning rate: 1e+37" in incident["evidence"]
         assert not out["weights_finite"]
+
+
+def test_an_output_activation_the_loss_cannot_take_is_named_from_the_configuration(
+    results: dict[str, Any],
+) -> None:
+    out = results["relu_into_crossentropy:stop"]
+    assert out["reference_first_bad"] is not None
+    (incident,) = out["run"]["incidents"]
+    assert incident["step"] == out["reference_first_bad"]
+    assert incident["root_cause"] == "output_loss_mismatch"
+    assert incident["layer"].startswith("dense")  # the output layer
+    assert "activation is relu" in incident["fixes"][0]
+
+
+def test_the_audit_names_a_bad_record_before_training(results: dict[str, Any]) -> None:
+    warnings = results["audit"]["run"]["warnings"]
+    audited = [w for w in warnings if w["message"].startswith("audit of the first")]
+    assert [(w["step"], w["code"]) for w in audited] == [(0, "input_nonfinite")]
+    assert "rows 133;" in audited[0]["message"]
 
 
 def test_heal_is_refused_with_the_reason(results: dict[str, Any]) -> None:

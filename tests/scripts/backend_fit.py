@@ -4,7 +4,8 @@ Run with KERAS_BACKEND set (Keras picks its backend at import). TensorFlow is ma
 first: the guard must not need it on JAX or PyTorch. Each argument is ``SCENARIO:POLICY``; one
 JSON line is printed per argument with what tests/test_backends.py checks: the unguarded
 reference (first non-finite step, weights before it) and the guarded run's report and weights.
-The argument ``heal`` prints the error that ``Guard(policy="heal")`` raises.
+The argument ``heal`` prints the error that ``Guard(policy="heal")`` raises; ``audit`` the report of
+``Guard(audit=True)`` on a NaN record.
 """
 
 from __future__ import annotations
@@ -137,6 +138,13 @@ def check(name: str, policy: str) -> dict[str, Any]:
     }
 
 
+def audit() -> dict[str, Any]:
+    """``Guard(audit=True)`` on a NaN record at row 133: the audit names it before training."""
+    guard = nanguard.Guard(audit=True, verbose=False)
+    fit("nan_input", [guard])
+    return {"run": json.loads(guard.report.to_json())["runs"][0]}
+
+
 def heal() -> dict[str, Any]:
     try:
         nanguard.Guard(policy="heal")
@@ -147,5 +155,6 @@ def heal() -> dict[str, Any]:
 
 if __name__ == "__main__":
     for spec in sys.argv[1:]:
-        out = heal() if spec == "heal" else check(*spec.split(":"))
+        special = {"heal": heal, "audit": audit}
+        out = special[spec]() if spec in special else check(*spec.split(":"))
         print(json.dumps({"spec": spec, "backend": keras.backend.backend(), **out}), flush=True)

@@ -2,11 +2,12 @@
 
 On TensorFlow the guard replays the step layer by layer and op by op
 (:mod:`nanguard.diagnose.replay`); that replay is built on TensorFlow's eager mode and op
-callbacks, so on JAX and PyTorch only the batch and the weights are read: NaN/Inf in the batch's
-inputs, targets or sample weights; labels out of range; weights holding NaN/Inf before the step
-(from the start: ``bad_initialization``; after an update the guard let through, which only the
-PyTorch guard can do: ``learning_rate_too_high``). Anything else is reported as ``unknown``, and
-the evidence says why.
+callbacks, so on JAX and PyTorch only the batch, the weights and the pre-flight findings are read:
+NaN/Inf in the batch's inputs, targets or sample weights; labels out of range; weights holding
+NaN/Inf before the step (from the start: ``bad_initialization``; after an update the guard let
+through, which only the PyTorch guard can do: ``learning_rate_too_high``); an output activation
+the compiled loss cannot take (``output_loss_mismatch``). Anything else is reported as
+``unknown``, with the pre-flight's warnings, and the evidence says why.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import keras
 import numpy as np
 
 from nanguard.backends import budget
+from nanguard.contract import Warning
 from nanguard.diagnose.nonfinite import (
     MAX_LISTED,
     finite_weights_fix,
@@ -196,27 +198,52 @@ def _overflowed(model: Any, batch: Batch | None, *evidence: str) -> Finding:
     )
 
 
+def configured_mismatch(preflight: list[Warning], batch: Batch | None) -> Finding | None:
+    """The pre-flight's critical ``output_loss_mismatch`` (an output activation the compiled loss
+    cannot take, read from the model's configuration), when nothing in the step explains more."""
+    for warning in preflight:
+        if warning.code == "output_loss_mismatch" and warning.severity == "critical":
+            return Finding(
+                "output_loss_mismatch",
+                0.6,
+                layer=warning.layer,
+                evidence=[
+                    "the model's configuration, checked before the first step, pairs the loss "
+                    "with an output activation it cannot take (pre-flight, critical)",
+                    *_clean(batch),
+                ],
+                fixes=[warning.message],
+            )
+    return None
+
+
 def diagnose(
     batch: Batch | None,
     backend: str,
     model: Any,
     weights: Weights,
     flags: int,
+    preflight: list[Warning],
     error: BaseException | None = None,
 ) -> Finding:
-    """The batch's own fault if it has one, else the weights', else ``unknown`` with what could
-    not be checked."""
+    """The batch's own fault if it has one, else the weights', else the model configuration's
+    (``preflight``: the run's warnings from before its first step), else ``unknown`` with what
+    could not be checked."""
     if batch is not None:
         found = nonfinite_data(batch, weights.before) or labels_out_of_range(batch, model)
         if found is not None:
             return found
-    found = nonfinite_weights_finding(model, weights, batch, flags)
+    found = nonfinite_weights_finding(model, weights, batch, flags) or configured_mismatch(
+        preflight, batch
+    )
     if found is not None:
         return found
     outcome = "the step raised before its update" if error is not None else weights_before([])
+    warned = [w for w in preflight if w.severity in ("warning", "critical")]
     return Finding(
         evidence=[
             *(_clean(batch) or ["the batch of this step was not kept"]),
+            *(f"pre-flight warned before the first step: {w.code}: {w.message}" for w in warned),
             "the replay that names the layer, op and cause runs on the TensorFlow backend only "
             f"(this run used Keras' {backend} backend); {outcome}",
         ],

@@ -18,10 +18,12 @@ from typing import Any, Protocol
 import keras
 import numpy as np
 
+from nanguard.audit.guard import audit_first_batches
 from nanguard.backends import budget
 from nanguard.backends.diagnosis import Batch, Weights, diagnose
 from nanguard.contract import Incident, Run
 from nanguard.diagnose.nonfinite import layers_holding_nonfinite, nonfinite_weights
+from nanguard.monitor.preflight import record as record_preflight
 from nanguard.monitor.validation import explain as explain_validation
 from nanguard.monitor.validation import nonfinite_validation_loss
 
@@ -98,7 +100,6 @@ class HostGuard:
         ignored = [
             name
             for name, value in (
-                ("audit", guard.audit),
                 ("bundle_dir", guard.bundle_dir),
                 ("tensorboard_dir", guard._tensorboard),
             )
@@ -120,6 +121,9 @@ class HostGuard:
         self.run = Run(kind="fit", model=model.name, policy=guard.policy)
         guard.report.runs.append(self.run)
         self.epochs, self._failed, self._validation_explained = [], False, False
+        if guard.audit:  # the first batches, as on TensorFlow (never breaks training)
+            self.run.warnings.extend(audit_first_batches(model, guard.data, guard.verbose))
+        record_preflight(self.run, model, guard.data, checks=guard.preflight, echo=guard.verbose)
         owners = layers_holding_nonfinite(model)
         bad = [name for _, names in owners for name in names]
         self._at_start = Weights(bad, owners[0][0] if owners else None, bad)
@@ -198,7 +202,13 @@ class HostGuard:
     ) -> None:
         began = time.perf_counter()
         finding = diagnose(
-            found.batch, self.backend, self.model, self._weights(), found.flags, error
+            found.batch,
+            self.backend,
+            self.model,
+            self._weights(),
+            found.flags,
+            [w for w in run.warnings if w.step == 0],
+            error,
         )
         evidence = list(finding.evidence)
         if error is not None:

@@ -46,9 +46,9 @@ def first_batch(
     if x is None:
         return None
     import keras
-    import tensorflow as tf
 
-    if isinstance(x, tf.data.Dataset):
+    tf = sys.modules.get("tensorflow")  # a dataset exists only where TensorFlow was imported
+    if tf is not None and isinstance(x, tf.data.Dataset):
         if not datasets:
             return None
         element = next(iter(x.take(1)), None)

@@ -7,10 +7,12 @@ step 0 and :func:`nanguard.lint` returns them.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
 
+from nanguard.contract import Run
 from nanguard.monitor.batch import Batch
 from nanguard.monitor.findings import Finding
 
@@ -27,6 +29,27 @@ ADAPTIVE_LR_HIGH = 0.05
 SGD_LR_HIGH = 1.0
 UNSCALED = 100.0  # typical |x| beyond which inputs are unscaled for a network (pixels: 255)
 OUTLIER = 1e3
+
+
+def record(run: Run, model: Any, data: Any, *, checks: bool, echo: bool) -> Batch | None:
+    """At train begin: the first batch of ``fit``'s data (``data`` when ``fit`` has none), and,
+    with ``checks``, every pre-flight finding recorded in ``run`` as a warning at step 0.
+    Backend-neutral; never raises (the guard must never break the run it protects)."""
+    from nanguard.monitor.batch import first_batch, fit_arguments
+    from nanguard.monitor.findings import WarningBoard
+
+    try:
+        args = fit_arguments() or {}
+        x = args.get("x") if args.get("x") is not None else data
+        batch = first_batch(x, args.get("y"), args.get("batch_size"), datasets=False)
+        if checks:
+            board = WarningBoard(run, echo=echo)
+            for finding in check(model, batch):
+                board.add(0, finding)
+    except Exception as exc:
+        print(f"nanguard: pre-flight checks failed ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return None
+    return batch
 
 
 def check(model: Any, batch: Batch | None) -> list[Finding]:

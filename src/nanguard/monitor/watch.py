@@ -196,21 +196,9 @@ def begin_run(
 ) -> Monitor | None:
     """At train begin: keep a batch, record the pre-flight findings at step 0, and return the
     run's monitor (None with ``monitors=False``). Never raises."""
-    from nanguard.monitor.batch import first_batch, fit_arguments
+    from nanguard.monitor.preflight import record
 
-    try:
-        args = fit_arguments() or {}
-        x = args.get("x") if args.get("x") is not None else data
-        batch = first_batch(x, args.get("y"), args.get("batch_size"), datasets=False)
-        if preflight:
-            from nanguard.monitor.preflight import check
-
-            board = WarningBoard(run, echo=echo)
-            for finding in check(model, batch):
-                board.add(0, finding)
-    except Exception as exc:  # the guard must never break the run it protects
-        print(f"nanguard: pre-flight checks failed ({type(exc).__name__}: {exc})", file=sys.stderr)
-        batch = None
+    batch = record(run, model, data, checks=preflight, echo=echo)
     if not monitors:
         return None
     return Monitor(
