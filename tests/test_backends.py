@@ -193,6 +193,40 @@ def test_the_audit_names_a_bad_record_before_training(results: dict[str, Any]) -
     assert "rows 133;" in audited[0]["message"]
 
 
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_nanguard_run_guards_every_fit_without_tensorflow(backend: str, tmp_path: Path) -> None:
+    """``nanguard run`` on a plain script (TensorFlow made unimportable): its ``fit`` is guarded,
+    the one-line note says hand-written loops are not, and nothing else is reported."""
+    pytest.importorskip(backend)
+    blocked = "import sys; sys.modules['tensorflow'] = None; from nanguard.cli import main; "
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            blocked + "sys.exit(main())",
+            "run",
+            "--json",
+            str(report),
+            str(SCRIPT.parent / "fit_nan.py"),
+            "a",
+        ],
+        env={**os.environ, "KERAS_BACKEND": backend},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert "hand-written training loops are guarded on the TensorFlow backend only" in done.stderr
+    assert "finite=True" in done.stdout
+    [run] = json.loads(report.read_text())["runs"]
+    assert (run["kind"], run["status"], run["steps"]) == ("fit", "stopped", 3)
+    assert [(i["step"], i["root_cause"], i["samples"]) for i in run["incidents"]] == [
+        (2, "input_nonfinite", [6])
+    ]
+
+
 def test_heal_is_refused_with_the_reason(results: dict[str, Any]) -> None:
     assert "heal" in results["heal"]["error"] and "TensorFlow" in results["heal"]["error"]
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nanguard.guard.session import Session, is_guard_stop
-from nanguard.probe.apply import TrainingStopped
+from nanguard.guard.session import Session
+from nanguard.probe.halt import TrainingStopped, is_guard_stop
 
 
 def _loop(bad_row: int | None, *, compiled: bool = True, apply_style: str = "apply_gradients"):

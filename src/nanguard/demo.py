@@ -186,7 +186,8 @@ def run_demo(
         raise UsageError(f"nanguard demo: unknown scenario {', '.join(unknown)} (see --list)")
 
     from nanguard.contract import Report
-    from nanguard.guard.session import Session, is_guard_stop
+    from nanguard.guard.session import Session
+    from nanguard.probe.halt import is_guard_stop
     from nanguard.render.terminal import print_run_summary
     from nanguard.runscript import write_outputs
 

@@ -41,14 +41,18 @@ def run_script(
     quiet: bool = False,
     bundle_dir: str | None = None,
 ) -> int:
-    """``bundle_dir``: where repro bundles go; by default ``report_dir/bundles``. Under
-    ``heal``, records quarantined are listed in ``report_dir/quarantine.jsonl``."""
+    """``bundle_dir``: where repro bundles go; by default ``report_dir/bundles`` (on TensorFlow,
+    where they can be made). Under ``heal``, records quarantined are listed in
+    ``report_dir/quarantine.jsonl``."""
     path = script_path(script, "nanguard run")
 
-    from nanguard.guard.session import Session, is_guard_stop
+    import keras
 
-    if bundle_dir is None and report_dir:
-        bundle_dir = str(Path(report_dir) / "bundles")
+    from nanguard.guard.session import Session
+    from nanguard.probe.halt import is_guard_stop
+
+    if bundle_dir is None and report_dir and keras.backend.backend() == "tensorflow":
+        bundle_dir = str(Path(report_dir) / "bundles")  # bundles are replayed on TensorFlow
     quarantine = Path(report_dir) / "quarantine.jsonl" if report_dir and policy == "heal" else None
     session = Session(policy, verbose=not quiet, bundle_dir=bundle_dir, quarantine_file=quarantine)
     session.install()
@@ -109,7 +113,7 @@ def _exit_code(code: object) -> int:
 
 
 def _first_line(error: BaseException) -> str:
-    from nanguard.probe.apply import STOP_MESSAGE
+    from nanguard.probe.halt import STOP_MESSAGE
 
     text = str(error).strip()
     for line in text.splitlines():

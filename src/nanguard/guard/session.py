@@ -1,9 +1,12 @@
 """Guard everything one process trains: every ``fit`` and every hand-written optimizer loop.
 
 Used by ``nanguard run`` (and ``nanguard demo``). ``keras.Model.fit`` gets a :class:`Guard`
-appended to its callbacks (unless the script already passes one); every Keras optimizer's
-``apply`` outside ``fit`` gets a :class:`StepProbe` of its own, which in a hand-written loop
-raises at the step where the guard halts, since no callback can stop that loop.
+appended to its callbacks (unless the script already passes one), on every Keras backend. On
+TensorFlow, every Keras optimizer's ``apply`` outside ``fit`` also gets a
+:class:`~nanguard.probe.apply.StepProbe` of its own, which in a hand-written loop raises at the
+step where the guard halts, since no callback can stop that loop; on JAX and PyTorch the guard
+of hand-written loops does not exist (it is built on TensorFlow's graph), so nothing of
+TensorFlow is imported there and the session says once that only ``fit`` is guarded.
 """
 
 from __future__ import annotations
@@ -17,16 +20,7 @@ import keras
 from nanguard.contract import Report, Run
 from nanguard.diagnose.rows import Candidates
 from nanguard.guard.callback import Guard
-from nanguard.guard.recorder import RunRecorder
-from nanguard.probe.apply import STOP_MESSAGE, StepProbe, TrainingStopped, guard_loops
-from nanguard.probe.capture import BatchCapture
-from nanguard.probe.state import Limits
-from nanguard.probe.trace import install_call_hooks, install_tape_hook, loop_model
-
-
-def is_guard_stop(exc: BaseException) -> bool:
-    """Whether ``exc`` is the guard halting a hand-written loop (eagerly or in graph)."""
-    return isinstance(exc, TrainingStopped) or STOP_MESSAGE in str(exc)
+from nanguard.probe.halt import is_guard_stop
 
 
 class Session:
@@ -43,17 +37,27 @@ class Session:
         self.quarantine_file = quarantine_file  # where heal lists quarantined records (see Guard)
         self.verbose = verbose
         self.report = Report()
-        self.limits = Limits()
-        self._loops: list[tuple[StepProbe, Run]] = []
+        self.guards_loops = keras.backend.backend() == "tensorflow"
+        self._loops: list[tuple[Any, Run]] = []  # (StepProbe, its run) per loop optimizer
         self._original_fit: Any = None
         self._original_slices: Any = None
         self._sliced = Candidates()  # arrays the script made datasets of (rows of loop batches)
         self._script: dict[str, Any] | None = None  # the running script's globals
 
     def install(self) -> None:
-        install_tape_hook()
-        install_call_hooks()
-        guard_loops(self._probe_for)
+        if self.guards_loops:
+            from nanguard.probe.apply import guard_loops
+            from nanguard.probe.trace import install_call_hooks, install_tape_hook
+
+            install_tape_hook()
+            install_call_hooks()
+            guard_loops(self._probe_for)
+        elif self.verbose:
+            print(
+                f"nanguard: on Keras' {keras.backend.backend()} backend every fit is guarded; "
+                "hand-written training loops are guarded on the TensorFlow backend only",
+                file=sys.stderr,
+            )
         self._original_fit = keras.Model.__dict__.get("fit")
         inherited = keras.Model.fit
         signature = inspect.signature(inherited)
@@ -79,7 +83,8 @@ class Session:
 
         fit.__doc__ = inherited.__doc__
         keras.Model.fit = fit
-        self._record_slices()
+        if self.guards_loops:
+            self._record_slices()
 
     def _record_slices(self) -> None:
         """Remember what ``tf.data.Dataset.from_tensor_slices`` is given, so that a hand-written
@@ -98,7 +103,10 @@ class Session:
         tf.data.Dataset.from_tensor_slices = staticmethod(from_tensor_slices)
 
     def uninstall(self) -> None:
-        guard_loops(None)
+        if self.guards_loops:
+            from nanguard.probe.apply import guard_loops
+
+            guard_loops(None)
         if self._original_slices is not None:
             import tensorflow as tf
 
@@ -108,7 +116,12 @@ class Session:
         elif "fit" in keras.Model.__dict__:
             del keras.Model.fit
 
-    def _probe_for(self, optimizer: Any) -> StepProbe | None:
+    def _probe_for(self, optimizer: Any) -> Any:
+        """The :class:`~nanguard.probe.apply.StepProbe` guarding ``optimizer``'s loop."""
+        from nanguard.probe.apply import StepProbe
+        from nanguard.probe.capture import BatchCapture
+        from nanguard.probe.state import Limits
+
         if self._script is None and "__main__" in sys.modules:
             # A loop that slices numpy arrays by hand leaves no dataset to trace: its batches
             # are placed in the arrays the script holds (runpy's __main__ while it runs).
@@ -117,7 +130,7 @@ class Session:
             if probe.optimizer is optimizer:
                 return probe
         probe = StepProbe(
-            optimizer, self.policy, self.limits, raise_on_halt=True, capture=BatchCapture()
+            optimizer, self.policy, Limits(), raise_on_halt=True, capture=BatchCapture()
         )
         self._loops.append((probe, Run(kind="custom_loop", model="", policy=self.policy)))
         return probe
@@ -129,6 +142,9 @@ class Session:
         for probe, run in self._loops:
             if probe.state is None:
                 continue
+            from nanguard.guard.recorder import RunRecorder
+            from nanguard.probe.trace import loop_model
+
             model, loss = loop_model(list(probe.optimizer._trainable_variables))
             run.model = model.name if model is not None else _model_name(probe.variable_names)
             recorder = RunRecorder(
@@ -183,9 +199,8 @@ def _arrays_in(namespace: dict[str, Any] | None) -> list[Any]:
 
 
 def _training_error(error: BaseException) -> bool:
-    import tensorflow as tf
-
-    return isinstance(error, tf.errors.OpError)
+    tf = sys.modules.get("tensorflow")  # only TensorFlow's own errors come from its training
+    return tf is not None and isinstance(error, tf.errors.OpError)
 
 
 def _crash_run(error: BaseException, policy: str) -> Run:

@@ -33,14 +33,8 @@ from nanguard.heal.controls import HealControls
 from nanguard.probe import state as st
 from nanguard.probe import trace
 from nanguard.probe.capture import BatchCapture
+from nanguard.probe.halt import STOP_MESSAGE, TrainingStopped
 from nanguard.probe.weights import WeightSampler
-
-STOP_MESSAGE = "nanguard: training stopped"
-
-
-class TrainingStopped(RuntimeError):
-    """Raised in an eager hand-written loop when the guard halts it (policy or skip budget)."""
-
 
 # Which of the verdicts [loss, gradients, labels] block a LossScaleOptimizer's update (a list:
 # a tensor made at import would start TensorFlow's runtime before the user's script could
