@@ -384,6 +384,79 @@ def nan_adapted_normalization() -> Case:
     return Case(model, x, y, {"batch_size": 32, "shuffle": False})
 
 
+def leaky_output_poisson() -> Case:
+    """Cell counts under Keras' Poisson loss, the rate head ending in LeakyReLU: training pushes
+    the rate of the blank crops (all alike, count 0) below 0, where log(y_pred) is NaN. The NaN
+    rows are exactly the zero-count rows, but zero is an ordinary Poisson target: the output is
+    at fault, not the targets."""
+    rng = np.random.default_rng(41)
+    x = rng.normal(size=(320, 6)).astype("float32")
+    y = (1 + rng.poisson(np.exp(0.5 * x[:, 0]))).astype("float32")[:, None]
+    blank = rng.random(320) < 0.2
+    x[blank], y[blank] = -1.0, 0.0
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(1, kernel_initializer="zeros", bias_initializer="ones"),
+            keras.layers.LeakyReLU(negative_slope=0.1, name="rate"),
+        ]
+    )
+    model.compile(keras.optimizers.Adam(0.01), "poisson")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False, "epochs": 5})
+
+
+def scheduled_rate_jump() -> Case:
+    """Raw features scaled inside the model (an adapted Normalization), and a piecewise schedule
+    that raises SGD's rate 100x at step 41: training diverges after the jump."""
+    rng = np.random.default_rng(42)
+    x = rng.normal(size=(512, 6)) * rng.uniform(1, 40, 6) + rng.uniform(-60, 60, 6)
+    x = x.astype("float32")
+    y = ((x - x.mean(0)) @ (rng.normal(size=6) / x.std(0))).astype("float32")[:, None]
+    scale = keras.layers.Normalization(name="scale")
+    scale.adapt(x)
+    model = keras.Sequential(
+        [keras.Input((6,)), scale, keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)]
+    )
+    rate = keras.optimizers.schedules.PiecewiseConstantDecay([40], [0.01, 1.0])
+    model.compile(keras.optimizers.SGD(rate, momentum=0.9), "mse")
+    return Case(model, x, y, {"batch_size": 32, "shuffle": False, "epochs": 6})
+
+
+class PairEncoder(keras.Model):
+    """Contrastive encoder whose own ``train_step`` writes the InfoNCE softmax out with exp."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = keras.layers.Dense(16, activation="tanh", name="body")
+        self.head = keras.layers.Dense(8, name="head")
+
+    def call(self, x: Any) -> Any:
+        return self.head(self.body(x))
+
+    def train_step(self, data: Any) -> Any:
+        import tensorflow as tf  # a train_step of one's own is backend-specific
+
+        a, b = data
+        with tf.GradientTape() as tape:
+            sim = ops.matmul(self(a, training=True), ops.transpose(self(b, training=True))) / 0.2
+            e = ops.exp(sim)
+            loss = -ops.mean(ops.log(ops.diagonal(e) / ops.sum(e, axis=1)))
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
+        return {"loss": loss}
+
+
+def train_step_exp_by_hand() -> Case:
+    """The similarities sharpen as the encoder trains, until exp overflows (step 14)."""
+    rng = np.random.default_rng(43)
+    x = rng.normal(size=(256, 10)).astype("float32")
+    views = [x + 0.1 * rng.normal(size=x.shape).astype("float32") for _ in range(2)]
+    model = PairEncoder()
+    model.compile(keras.optimizers.Adam(0.05))
+    return Case(model, views[0], views[1], {"batch_size": 32, "shuffle": False, "epochs": 6})
+
+
 DIAGNOSED: dict[str, tuple[str, str | None, str | None, list[int] | None]] = {
     "where_trick": ("unstable_gradient", "safe_log", "Log", None),
     "subclassed_exp": ("unstable_op", "scorer", "Exp", None),
@@ -396,6 +469,9 @@ DIAGNOSED: dict[str, tuple[str, str | None, str | None, list[int] | None]] = {
     "wide_init": ("bad_initialization", "deep_1", None, None),  # where the overflow starts
     "extreme_records": ("input_outlier", None, None, [97, 98]),
     "diverging_lr": ("learning_rate_too_high", None, None, None),
+    "leaky_output_poisson": ("output_loss_mismatch", None, "Log", None),
+    "scheduled_rate_jump": ("learning_rate_too_high", None, None, None),
+    "train_step_exp_by_hand": ("unstable_loss", None, "Exp", None),
 }
 
 
@@ -423,6 +499,9 @@ FAULTS: dict[str, Callable[[], Case]] = {
         diverging_lr,
         nested_two_inputs,
         nan_record_batchnorm,
+        leaky_output_poisson,
+        scheduled_rate_jump,
+        train_step_exp_by_hand,
     )
 }
 

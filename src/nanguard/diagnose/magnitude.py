@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import keras
 import numpy as np
 
 from nanguard.contract import Alternative
@@ -154,6 +155,16 @@ def outlier_records(facts: Any) -> Any:
     )
 
 
+def _learned_from(facts: Any) -> np.ndarray | None:
+    """|inputs| as the model's first weighted layer takes them, measured in the replay: a model
+    that scales its inputs itself (an adapted ``Normalization`` first) is not fed unscaled data
+    whatever the raw batch holds. The raw batch where the replay could not run."""
+    replay = facts.replay()
+    if replay is None:
+        return _flat(facts.batch.x)
+    return replay.first_weighted_inputs()
+
+
 def unscaled(facts: Any) -> Any:
     from nanguard.diagnose import losses
     from nanguard.diagnose.triage import Diagnosis
@@ -162,8 +173,8 @@ def unscaled(facts: Any) -> Any:
     if batch is None:
         return None
     found = []
-    x = _flat(batch.x)
-    if x is not None:
+    x = _learned_from(facts)
+    if x is not None and x.size:
         typical = float(np.percentile(x, 90))
         if typical >= UNIT_SCALE:
             found.append(("inputs", typical, float(x.max())))
@@ -403,6 +414,57 @@ def backward_overflow(facts: Any, culprit: Any) -> Any:
     )
 
 
+SCHEDULE_WINDOW = 256  # optimizer steps back that a learning-rate schedule is read over
+SCHEDULE_RISE = 3.0  # a schedule step up by this factor or more is a rise
+
+
+def scheduled_rise(facts: Any) -> Any:
+    """The learning-rate schedule raised the rate shortly before training diverged: the loss was
+    at its best before the rise and climbed after it. Read from the user's own schedule,
+    evaluated at the optimizer's iterations (a deterministic function of the step)."""
+    from nanguard.diagnose.triage import Diagnosis
+
+    optimizer = getattr(getattr(facts.model, "optimizer", None), "inner_optimizer", None) or (
+        getattr(facts.model, "optimizer", None)
+    )
+    schedule = getattr(optimizer, "_learning_rate", None)
+    if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return None
+    steps, _, losses, _ = _finite_history(facts.history)
+    if len(losses) < 3:
+        return None
+    value = keras.ops.convert_to_numpy
+    now = int(value(optimizer.iterations))  # the bad step's iteration: it was not applied
+    first = max(0, now - min(SCHEDULE_WINDOW, len(losses)))
+    rates = np.array([float(value(schedule(k))) for k in range(first, now + 1)])
+    # A step up from a positive rate (a warm-up from 0 climbs gradually, not in one step).
+    ups = np.flatnonzero((rates[:-1] > 0) & (rates[1:] >= SCHEDULE_RISE * rates[:-1]))
+    if not len(ups):
+        return None
+    rise = first + int(ups[-1]) + 1  # the iteration that first used the raised rate
+    at = facts.step - (now - rise)  # the same, counted in the guard's steps
+    before, after = losses[steps < at], losses[steps >= at]
+    if not len(before) or not len(after) or after.max() < 3 * max(float(before.min()), 1e-12):
+        return None
+    low, high = float(rates[rise - first - 1]), float(rates[rise - first])
+    return Diagnosis(
+        "learning_rate_too_high",
+        0.85,
+        [Alternative("exploding_gradients", 0.1)],
+        evidence=[
+            f"the learning-rate schedule raised the rate from {low:.3g} to {high:.3g} at step "
+            f"{at}, {facts.step - at} step(s) before this one",
+            f"the loss was at best {float(before.min()):.3g} before the rise and climbed to "
+            f"{float(after.max()):.3g} after it",
+        ],
+        fixes=[
+            f"Keep the schedule at or below {low:.3g} from step {at} on (the last rate that "
+            "trained stably); raise it more gently if it must rise (a warm-up), or clip "
+            "gradients (`clipnorm=1.0`).",
+        ],
+    )
+
+
 def learning_rate(facts: Any, scales: list[tuple[str, float, float, float]]) -> Any:
     from nanguard.diagnose.triage import Diagnosis
 
@@ -463,6 +525,7 @@ def explain(facts: Any, culprit: Any) -> Any:
     scales = kernel_scales(facts.model) if hasattr(facts.model, "_flatten_layers") else []
     for rule in (
         lambda: bad_initialization(facts, scales),
+        lambda: scheduled_rise(facts),
         lambda: exploding(facts),
         lambda: learning_rate(facts, scales),
         lambda: backward_overflow(facts, culprit),

@@ -117,6 +117,20 @@ class StepReplay:
             out.append((call.name, low, high, peak))
         return out
 
+    def first_weighted_inputs(self) -> np.ndarray | None:
+        """|values| of the floating-point inputs of the first layer with trainable weights of its
+        own to run (calls are recorded as they complete, innermost first): the data as the model
+        learns from it, after any scaling inside the model (``Normalization``, ``Rescaling``,
+        a custom layer); None when no such layer takes floating-point inputs."""
+        for call in self.calls:
+            own = getattr(call.layer, "_trainable_variables", None)
+            given = call.inputs()
+            if call.depth and own and given:
+                return np.concatenate(
+                    [np.abs(_numpy(v).astype(np.float64, copy=False)).ravel() for v in given]
+                )
+        return None
+
     def blown_up(self, peak: float = 1e12, gain: float = 1e6) -> tuple[str, float, float] | None:
         """(layer, input peak, output peak) of the first call to complete (so the innermost)
         that took finite inputs and magnified them ``gain`` times to past ``peak``."""
@@ -349,6 +363,8 @@ def replay_step(
             out.culprit = forward
             return out
         if total is None:
+            if loss_fn is None and _own_train_step(model):
+                out.culprit = _train_step_culprit(model, (inputs, y, sample_weight), rows, calls)
             return out
         out.loss = float(np.asarray(_numpy(total)).sum())
         out.loss_name, out.per_sample_loss = per_sample_loss(model, loss, y, out.y_pred)
@@ -357,6 +373,42 @@ def replay_step(
             return out
         out.culprit = _backward_culprit(tape, total, out, watched, model, rows)
     return out
+
+
+def _own_train_step(model: keras.Model) -> bool:
+    """The model computes its loss in a ``train_step`` of its own (no compiled loss to replay)."""
+    return type(model).train_step is not keras.Model.train_step
+
+
+def _train_step_culprit(
+    model: keras.Model, batch: tuple[Any, Any, Any], rows: int, calls: list[LayerCall]
+) -> Culprit | None:
+    """Run the model's own ``train_step`` eagerly on the batch, its update switched off (and the
+    metrics it updates put back), under the op watch: the first op that goes non-finite, in a
+    layer (a forward culprit) or else in the loss the step computes by hand."""
+    optimizer = model.optimizer
+    saved = {
+        k: optimizer.__dict__[k] for k in ("apply", "apply_gradients") if k in optimizer.__dict__
+    }
+    metrics = [(v, v.numpy()) for v in model.metrics_variables]
+    optimizer.apply = optimizer.apply_gradients = lambda *args, **kwargs: None
+    first = len(calls)
+    try:
+        fault, _, _ = _first_fault(
+            lambda: model.train_step(keras.utils.pack_x_y_sample_weight(*batch))
+        )
+    finally:
+        for key in ("apply", "apply_gradients"):
+            optimizer.__dict__.pop(key, None)
+        optimizer.__dict__.update(saved)
+        for variable, value in metrics:
+            variable.assign(value)
+    forward = _forward_culprit(calls[first:], rows)
+    if forward is not None or fault is None:
+        return forward
+    return Culprit(
+        "loss", None, [], _peak(_float_tensors([c.outputs for c in calls[first:]])), op=fault
+    )
 
 
 def _rows(x: Any) -> int:

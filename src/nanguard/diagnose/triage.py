@@ -672,16 +672,20 @@ def _loss_fault(facts: Facts, culprit: Any) -> Diagnosis | None:
     low, high = float(np.nanmin(preds)), float(np.nanmax(preds))
     if max(abs(low), abs(high)) > 1e15:
         return None  # predictions already diverged; the loss merely overflows: see magnitudes
-    name = loss.name if loss is not None else (replay.loss_name or "the loss")
+    name = loss.name if loss is not None else replay.loss_name
     bad = culprit.samples
     op = culprit.op.op if culprit.op is not None else None
     evidence = [
         f"the model's outputs are finite (range [{low:.3g}, {high:.3g}]) but the loss "
-        f"'{name}' is not" + (f" for {len(bad)} sample(s): positions {listed(bad)}" if bad else "")
+        + (f"'{name}' " if name else "")
+        + "is not"
+        + (f" for {len(bad)} sample(s): positions {listed(bad)}" if bad else "")
     ]
     if culprit.op is not None:
         evidence.append(f"inside the loss, {culprit.op.describe()}")
-    past_zero = _targets_past_zero(facts, bad)
+    # Targets are blamed only where the predictions are not: a log of the prediction fails for
+    # every target once the prediction is <= 0 (zero counts are ordinary Poisson targets).
+    past_zero = None if _past_zero(preds, bad) else _targets_past_zero(facts, bad)
     if past_zero is not None:
         return Diagnosis(
             "invalid_target",
@@ -709,7 +713,8 @@ def _loss_fault(facts: Facts, culprit: Any) -> Diagnosis | None:
             evidence=[*evidence, mismatch[0]],
             fixes=[mismatch[1]],
         )
-    if low <= 0.0 or high >= 1.0:
+    overflowed = op in _OP_FIXES and op not in ("Log", "RealDiv", "Reciprocal")
+    if not overflowed and (low <= 0.0 or high >= 1.0):
         evidence.append(
             f"predictions reach {low:g} / {high:g}: a log of 0 (or of a negative), or a "
             "division by 0, inside the loss"
@@ -721,12 +726,24 @@ def _loss_fault(facts: Facts, culprit: Any) -> Diagnosis | None:
         samples=bad,
         op=op,
         evidence=evidence,
-        fixes=[
+        fixes=[_OP_FIXES[op], "Or use a built-in loss, which is written to be numerically safe."]
+        if overflowed
+        else [
             "Clip inside your loss: `ops.log(ops.clip(p, 1e-7, 1.0 - 1e-7))`, or use the built-in "
             "loss (`keras.losses.BinaryCrossentropy()`), which is numerically safe.",
             "Better: output logits (no final sigmoid/softmax) and use `from_logits=True`.",
         ],
     )
+
+
+def _past_zero(preds: np.ndarray, bad: list[int]) -> bool:
+    """Whether exactly the samples ``bad`` have a prediction <= 0 (every other sample's are all
+    positive)."""
+    if not bad or preds.ndim == 0 or len(preds) <= max(bad):
+        return False
+    lowest = preds.reshape(len(preds), -1).min(axis=1)
+    good = np.setdiff1d(np.arange(len(preds)), bad)
+    return bool((lowest[bad] <= 0).all() and (lowest[good] > 0).all())
 
 
 def _targets_past_zero(facts: Facts, bad: list[int]) -> str | None:
