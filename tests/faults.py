@@ -457,6 +457,39 @@ def train_step_exp_by_hand() -> Case:
     return Case(model, views[0], views[1], {"batch_size": 32, "shuffle": False, "epochs": 6})
 
 
+class PairDistance(keras.Model):
+    """Siamese regressor whose own ``train_step`` takes the Euclidean distance with a bare sqrt."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = keras.layers.Dense(8, name="body")
+
+    def call(self, x: Any) -> Any:
+        return self.body(x)
+
+    def train_step(self, data: Any) -> Any:
+        import tensorflow as tf  # a train_step of one's own is backend-specific
+
+        a, b = data
+        with tf.GradientTape() as tape:
+            distance = ops.sqrt(ops.sum(ops.square(self(a) - self(b)), axis=1))
+            loss = ops.mean(ops.square(distance - 1.0))
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
+        return {"loss": loss}
+
+
+def train_step_sqrt_at_zero() -> Case:
+    """Pair 70 is one record twice: distance 0, where sqrt's derivative is infinite (step 2)."""
+    rng = np.random.default_rng(44)
+    a = rng.normal(size=(128, 4)).astype("float32")
+    b = a + rng.normal(size=a.shape).astype("float32")
+    b[70] = a[70]
+    model = PairDistance()
+    model.compile(keras.optimizers.Adam(1e-3))
+    return Case(model, a, b, {"batch_size": 32, "shuffle": False})
+
+
 DIAGNOSED: dict[str, tuple[str, str | None, str | None, list[int] | None]] = {
     "where_trick": ("unstable_gradient", "safe_log", "Log", None),
     "subclassed_exp": ("unstable_op", "scorer", "Exp", None),
@@ -472,6 +505,7 @@ DIAGNOSED: dict[str, tuple[str, str | None, str | None, list[int] | None]] = {
     "leaky_output_poisson": ("output_loss_mismatch", None, "Log", None),
     "scheduled_rate_jump": ("learning_rate_too_high", None, None, None),
     "train_step_exp_by_hand": ("unstable_loss", None, "Exp", None),
+    "train_step_sqrt_at_zero": ("unstable_gradient", None, "Sqrt", None),
 }
 
 
@@ -502,6 +536,7 @@ FAULTS: dict[str, Callable[[], Case]] = {
         leaky_output_poisson,
         scheduled_rate_jump,
         train_step_exp_by_hand,
+        train_step_sqrt_at_zero,
     )
 }
 

@@ -385,7 +385,8 @@ def _train_step_culprit(
 ) -> Culprit | None:
     """Run the model's own ``train_step`` eagerly on the batch, its update switched off (and the
     metrics it updates put back), under the op watch: the first op that goes non-finite, in a
-    layer (a forward culprit) or else in the loss the step computes by hand."""
+    layer (a forward culprit), else in the loss the step computes by hand, else in its gradient.
+    None when nothing goes non-finite, or the step cannot run eagerly."""
     optimizer = model.optimizer
     saved = {
         k: optimizer.__dict__[k] for k in ("apply", "apply_gradients") if k in optimizer.__dict__
@@ -397,6 +398,8 @@ def _train_step_culprit(
         fault, _, _ = _first_fault(
             lambda: model.train_step(keras.utils.pack_x_y_sample_weight(*batch))
         )
+    except Exception:  # a step written for graph mode only: the rules go on without it
+        return None
     finally:
         for key in ("apply", "apply_gradients"):
             optimizer.__dict__.pop(key, None)
@@ -406,9 +409,11 @@ def _train_step_culprit(
     forward = _forward_culprit(calls[first:], rows)
     if forward is not None or fault is None:
         return forward
-    return Culprit(
-        "loss", None, [], _peak(_float_tensors([c.outputs for c in calls[first:]])), op=fault
-    )
+    stage = "loss"
+    if fault.op.endswith("Grad") and len(fault.op) > len("Grad"):  # forward and loss finite
+        stage, fault.op = "backward", fault.op[: -len("Grad")]
+    peak = _peak(_float_tensors([c.outputs for c in calls[first:]]))
+    return Culprit(stage, None, [], peak, op=fault)
 
 
 def _rows(x: Any) -> int:
