@@ -173,3 +173,50 @@ def test_xla_loop_is_guarded_without_asserts() -> None:
     for later in snapshots[5:]:  # the bad step and every one after it changed nothing
         for got, expected in zip(later, snapshots[4], strict=True):
             np.testing.assert_array_equal(got, expected)
+
+
+def test_a_loss_written_inline_that_breaks_is_named_without_a_replay() -> None:
+    """An eager loop whose loss is written inline (a Beta likelihood: log(1 - y) for a rate of
+    exactly 1 at row 45 is -inf): no loss object to replay, yet the outputs are finite, so the
+    loss computation is named, not 'unknown'."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(96, 4)).astype("float32")
+    rate = (1 / (1 + np.exp(-x[:, 0]))).astype("float32") * 0.9 + 0.05
+    rate[45] = 1.0
+
+    def train(guarded: bool) -> tuple[list[float], Any]:
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4,))
+        shape = keras.layers.Dense(2, activation="softplus", name="concentration")(inputs)
+        model = keras.Model(inputs, shape)
+        optimizer = keras.optimizers.Adam(1e-3)
+        session = Session("stop", verbose=False) if guarded else None
+        if session is not None:
+            session.install()
+        losses, error = [], None
+        try:
+            for start in range(0, 96, 16):
+                y = rate[start : start + 16]
+                with tf.GradientTape() as tape:
+                    c = model(x[start : start + 16], training=True) + 1e-3
+                    a, b = c[:, 0], c[:, 1]
+                    log_beta = tf.math.lgamma(a) + tf.math.lgamma(b) - tf.math.lgamma(a + b)
+                    nll = -((a - 1) * tf.math.log(y) + (b - 1) * tf.math.log(1 - y) - log_beta)
+                    loss = tf.reduce_mean(nll)
+                grads = tape.gradient(loss, model.trainable_variables)
+                optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+                losses.append(float(loss))
+        except TrainingStopped as exc:
+            error = exc
+        finally:
+            if session is not None:
+                session.uninstall()
+        return losses, (session.finish(error) if session is not None else None)
+
+    plain, _ = train(guarded=False)
+    assert np.isfinite(plain[:2]).all() and not np.isfinite(plain[2])  # row 45: step 2
+    _, report = train(guarded=True)
+    incident = report.runs[0].incidents[0]
+    assert (incident.step, incident.root_cause) == (2, "unstable_loss")
+    assert [a.root_cause for a in incident.alternatives] == ["invalid_target"]
+    assert "written inline" in incident.evidence[1]

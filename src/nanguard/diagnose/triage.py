@@ -166,6 +166,7 @@ def diagnose(facts: Facts) -> Diagnosis:
         _localized,
         _saturated_output,
         _from_magnitudes,
+        _inline_loss,
     ):
         found = rule(facts)
         if found is not None:
@@ -849,6 +850,42 @@ def _saturated_output(facts: Facts) -> Diagnosis | None:
     )
 
 
+def _inline_loss(facts: Facts) -> Diagnosis | None:
+    """A loss written inline in a hand-written loop (no loss object to replay) went non-finite
+    while the model's outputs for the batch are finite and of ordinary size: the loss computation
+    is where it broke, though not which op or which samples."""
+    replay = facts.replay()
+    if replay is None or replay.loss is not None or replay.culprit is not None:
+        return None
+    if not facts.flags & st.LOSS_NONFINITE:
+        return None
+    preds = [np.abs(np.asarray(v, dtype=np.float64)) for v in leaves(tf_numpy(replay.y_pred))]
+    if not preds or not all(np.isfinite(p).all() for p in preds):
+        return None
+    peak = max(float(p.max(initial=0.0)) for p in preds)
+    if peak > 1e15:
+        return None  # outputs already diverged: the loss merely overflows
+    return Diagnosis(
+        "unstable_loss",
+        0.5,
+        [Alternative("invalid_target", 0.3)],
+        evidence=[
+            f"replaying the batch, the model's outputs are finite (up to |y| = {peak:.3g}), but "
+            "the loss computed from them is not",
+            "the loss is written inline in the training loop, so it could not be replayed to "
+            "name the op and the samples: a log of 0, a division by 0, or an exp overflow in "
+            "it, or a target outside what it accepts (a rate of exactly 0 or 1 under a log)",
+        ],
+        fixes=[
+            "Make the loss safe where it takes logs or divides: `ops.log(ops.maximum(v, 1e-7))`, "
+            "`ops.log(ops.clip(p, 1e-7, 1 - 1e-7))`, `x / (d + 1e-8)`; and check the targets at "
+            "the edge of its domain.",
+            "Or compute it with a Keras loss object (`keras.losses.*`, or your own "
+            "`keras.losses.Loss`): nanguard then replays it and names the op and the samples.",
+        ],
+    )
+
+
 def tf_numpy(value: Any) -> Any:
     """A (nested) tensor value as numpy arrays."""
     import tensorflow as tf
@@ -919,10 +956,14 @@ def _unknown(facts: Facts) -> Diagnosis:
     if facts.flags & st.WEIGHT_NONFINITE:
         parts.append("the updated weights")
     seen = " and ".join(parts) or "the step"
+    kept = facts.batch
     evidence = [
-        f"{seen} became non-finite; the inputs and targets of the batch were finite"
-        if facts.batch is not None
-        else f"{seen} became non-finite (the batch was not kept)"
+        f"{seen} became non-finite (the batch was not kept)"
+        if kept is None
+        else f"{seen} became non-finite; the inputs and targets of the batch were finite"
+        if kept.y is not None
+        else f"{seen} became non-finite; the inputs of the batch were finite (its targets were "
+        "not seen: no Keras loss took them)"
     ]
     replay = facts.replay() if facts.batch is not None else None
     if facts.replay_error:
