@@ -220,3 +220,53 @@ def test_a_loss_written_inline_that_breaks_is_named_without_a_replay() -> None:
     assert (incident.step, incident.root_cause) == (2, "unstable_loss")
     assert [a.root_cause for a in incident.alternatives] == ["invalid_target"]
     assert "written inline" in incident.evidence[1]
+
+
+def test_the_batch_is_paired_with_its_own_targets_only() -> None:
+    """A semi-supervised loop: a Keras loss on a labeled batch, then the model again on an
+    unlabeled batch whose entropy, written inline, reaches 0 * log(0) = NaN (step 17). The
+    labeled targets are not paired with the unlabeled inputs (that made the replay fail)."""
+
+    def train(guarded: bool) -> tuple[int | None, Any]:
+        rng = np.random.default_rng(6)
+        x = rng.normal(size=(64, 4)).astype("float32")
+        y = (x[:, 0] > 0).astype("int32")
+        unlabeled = rng.normal(size=(256, 4)).astype("float32") * 3
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [keras.Input((4,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(3)]
+        )
+        optimizer = keras.optimizers.Adam(0.05)
+        ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        @tf.function
+        def step(xb: Any, yb: Any, ub: Any) -> Any:
+            with tf.GradientTape() as tape:
+                loss = ce(yb, model(xb, training=True))
+                p = keras.ops.softmax(model(ub, training=True), axis=-1)
+                loss += -keras.ops.mean(keras.ops.sum(p * keras.ops.log(p), axis=-1))
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            return loss
+
+        session = Session("stop", verbose=False) if guarded else None
+        if session is not None:
+            session.install()
+        first_bad, error = None, None
+        try:
+            for i in range(40):
+                labeled, u = slice(i % 4 * 16, i % 4 * 16 + 16), slice(i % 8 * 32, i % 8 * 32 + 32)
+                if not np.isfinite(float(step(x[labeled], y[labeled], unlabeled[u]))):
+                    first_bad = i
+                    break
+        except Exception as exc:
+            error = exc
+        finally:
+            if session is not None:
+                session.uninstall()
+        return first_bad, (session.finish(error) if session is not None else None)
+
+    assert train(guarded=False)[0] == 17
+    incident = train(guarded=True)[1].runs[0].incidents[0]
+    assert (incident.step, incident.root_cause) == (17, "unstable_loss")
+    assert not any("could not be replayed (" in line for line in incident.evidence)

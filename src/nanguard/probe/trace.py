@@ -117,7 +117,8 @@ def _model_call(original: Any) -> Any:
 
 def _loss_call(original: Any) -> Any:
     def __call__(self: Any, y_true: Any, *args: Any, **kwargs: Any) -> Any:
-        _local.last_targets = (_graph_key(), y_true)
+        # The targets belong with the model call before them (see take_batch).
+        _local.last_targets = (_graph_key(), y_true, getattr(_local, "last_inputs", None))
         _last_loss[:] = [self]
         y_pred = args[0] if args else kwargs.get("y_pred")
         bad = None
@@ -176,14 +177,18 @@ def loop_model(variables: list[Any]) -> tuple[Any, Any]:
 
 
 def take_batch() -> tuple[Any, ...] | None:
-    """(inputs,) or (inputs, targets) last seen in the current graph, for batch capture."""
+    """(inputs,) or (inputs, targets) last seen in the current graph, for batch capture. The
+    targets are kept only with the inputs of the model call they followed: a loop that calls the
+    model again after its Keras loss (a second, unlabeled batch) keeps that last batch alone."""
     key = _graph_key()
     inputs = getattr(_local, "last_inputs", None)
     if inputs is None or inputs[0] is not key:
         return None
     targets = getattr(_local, "last_targets", None)
     _local.last_inputs = _local.last_targets = None
-    return (inputs[1],) if targets is None or targets[0] is not key else (inputs[1], targets[1])
+    if targets is None or targets[0] is not key or targets[2] is not inputs:
+        return (inputs[1],)
+    return (inputs[1], targets[1])
 
 
 def in_xla() -> bool:
