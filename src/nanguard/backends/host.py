@@ -124,7 +124,11 @@ class HostGuard:
         if guard.audit:  # the first batches, as on TensorFlow (never breaks training)
             self.run.warnings.extend(audit_first_batches(model, guard.data, guard.verbose))
         record_preflight(self.run, model, guard.data, checks=guard.preflight, echo=guard.verbose)
-        owners = layers_holding_nonfinite(model)
+        try:
+            owners = layers_holding_nonfinite(model)
+        except Exception as exc:  # the guard must never break the training it protects
+            print(f"nanguard: could not read the initial weights ({exc})", file=sys.stderr)
+            owners = []
         bad = [name for _, names in owners for name in names]
         self._at_start = Weights(bad, owners[0][0] if owners else None, bad)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 
@@ -21,6 +21,9 @@ from nanguard.contract import Report, Run
 from nanguard.diagnose.rows import Candidates
 from nanguard.guard.callback import Guard
 from nanguard.probe.halt import is_guard_stop
+
+if TYPE_CHECKING:  # TensorFlow is imported only where loops are guarded (see install)
+    from nanguard.probe.apply import StepProbe
 
 
 class Session:
@@ -38,7 +41,7 @@ class Session:
         self.verbose = verbose
         self.report = Report()
         self.guards_loops = keras.backend.backend() == "tensorflow"
-        self._loops: list[tuple[Any, Run]] = []  # (StepProbe, its run) per loop optimizer
+        self._loops: list[tuple[StepProbe, Run]] = []
         self._original_fit: Any = None
         self._original_slices: Any = None
         self._sliced = Candidates()  # arrays the script made datasets of (rows of loop batches)
@@ -116,8 +119,8 @@ class Session:
         elif "fit" in keras.Model.__dict__:
             del keras.Model.fit
 
-    def _probe_for(self, optimizer: Any) -> Any:
-        """The :class:`~nanguard.probe.apply.StepProbe` guarding ``optimizer``'s loop."""
+    def _probe_for(self, optimizer: Any) -> StepProbe:
+        """The probe guarding ``optimizer``'s loop, made on first use."""
         from nanguard.probe.apply import StepProbe
         from nanguard.probe.capture import BatchCapture
         from nanguard.probe.state import Limits
