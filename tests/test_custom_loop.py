@@ -175,6 +175,26 @@ def test_xla_loop_is_guarded_without_asserts() -> None:
             np.testing.assert_array_equal(got, expected)
 
 
+def _in_session(loop: Any, guarded: bool) -> tuple[list[float], Any]:
+    """Run ``loop(losses)`` as a script would, under ``nanguard run``'s session or not: (the
+    losses it recorded, the session's report or None)."""
+    session = Session("stop", verbose=False) if guarded else None
+    if session is not None:
+        session.install()
+    losses: list[float] = []
+    error = None
+    try:
+        loop(losses)
+    except Exception as exc:  # the guard stops a loop by raising (in graph: an op error)
+        if not is_guard_stop(exc):
+            raise
+        error = exc
+    finally:
+        if session is not None:
+            session.uninstall()
+    return losses, (session.finish(error) if session is not None else None)
+
+
 def test_a_loss_written_inline_that_breaks_is_named_without_a_replay() -> None:
     """An eager loop whose loss is written inline (a Beta likelihood: log(1 - y) for a rate of
     exactly 1 at row 45 is -inf): no loss object to replay, yet the outputs are finite, so the
@@ -184,38 +204,27 @@ def test_a_loss_written_inline_that_breaks_is_named_without_a_replay() -> None:
     rate = (1 / (1 + np.exp(-x[:, 0]))).astype("float32") * 0.9 + 0.05
     rate[45] = 1.0
 
-    def train(guarded: bool) -> tuple[list[float], Any]:
+    def loop(losses: list[float]) -> None:
         keras.utils.set_random_seed(0)
         inputs = keras.Input((4,))
         shape = keras.layers.Dense(2, activation="softplus", name="concentration")(inputs)
         model = keras.Model(inputs, shape)
         optimizer = keras.optimizers.Adam(1e-3)
-        session = Session("stop", verbose=False) if guarded else None
-        if session is not None:
-            session.install()
-        losses, error = [], None
-        try:
-            for start in range(0, 96, 16):
-                y = rate[start : start + 16]
-                with tf.GradientTape() as tape:
-                    c = model(x[start : start + 16], training=True) + 1e-3
-                    a, b = c[:, 0], c[:, 1]
-                    log_beta = tf.math.lgamma(a) + tf.math.lgamma(b) - tf.math.lgamma(a + b)
-                    nll = -((a - 1) * tf.math.log(y) + (b - 1) * tf.math.log(1 - y) - log_beta)
-                    loss = tf.reduce_mean(nll)
-                grads = tape.gradient(loss, model.trainable_variables)
-                optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-                losses.append(float(loss))
-        except TrainingStopped as exc:
-            error = exc
-        finally:
-            if session is not None:
-                session.uninstall()
-        return losses, (session.finish(error) if session is not None else None)
+        for start in range(0, 96, 16):
+            y = rate[start : start + 16]
+            with tf.GradientTape() as tape:
+                c = model(x[start : start + 16], training=True) + 1e-3
+                a, b = c[:, 0], c[:, 1]
+                log_beta = tf.math.lgamma(a) + tf.math.lgamma(b) - tf.math.lgamma(a + b)
+                nll = -((a - 1) * tf.math.log(y) + (b - 1) * tf.math.log(1 - y) - log_beta)
+                loss = tf.reduce_mean(nll)
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            losses.append(float(loss))
 
-    plain, _ = train(guarded=False)
+    plain, _ = _in_session(loop, guarded=False)
     assert np.isfinite(plain[:2]).all() and not np.isfinite(plain[2])  # row 45: step 2
-    _, report = train(guarded=True)
+    _, report = _in_session(loop, guarded=True)
     incident = report.runs[0].incidents[0]
     assert (incident.step, incident.root_cause) == (2, "unstable_loss")
     assert [a.root_cause for a in incident.alternatives] == ["invalid_target"]
@@ -227,7 +236,7 @@ def test_the_batch_is_paired_with_its_own_targets_only() -> None:
     unlabeled batch whose entropy, written inline, reaches 0 * log(0) = NaN (step 17). The
     labeled targets are not paired with the unlabeled inputs (that made the replay fail)."""
 
-    def train(guarded: bool) -> tuple[int | None, Any]:
+    def loop(losses: list[float]) -> None:
         rng = np.random.default_rng(6)
         x = rng.normal(size=(64, 4)).astype("float32")
         y = (x[:, 0] > 0).astype("int32")
@@ -249,24 +258,15 @@ def test_the_batch_is_paired_with_its_own_targets_only() -> None:
             optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             return loss
 
-        session = Session("stop", verbose=False) if guarded else None
-        if session is not None:
-            session.install()
-        first_bad, error = None, None
-        try:
-            for i in range(40):
-                labeled, u = slice(i % 4 * 16, i % 4 * 16 + 16), slice(i % 8 * 32, i % 8 * 32 + 32)
-                if not np.isfinite(float(step(x[labeled], y[labeled], unlabeled[u]))):
-                    first_bad = i
-                    break
-        except Exception as exc:
-            error = exc
-        finally:
-            if session is not None:
-                session.uninstall()
-        return first_bad, (session.finish(error) if session is not None else None)
+        for i in range(40):
+            labeled, u = slice(i % 4 * 16, i % 4 * 16 + 16), slice(i % 8 * 32, i % 8 * 32 + 32)
+            losses.append(float(step(x[labeled], y[labeled], unlabeled[u])))
+            if not np.isfinite(losses[-1]):
+                break
 
-    assert train(guarded=False)[0] == 17
-    incident = train(guarded=True)[1].runs[0].incidents[0]
+    plain, _ = _in_session(loop, guarded=False)
+    assert len(plain) == 18 and not np.isfinite(plain[-1])  # first non-finite at step 17
+    _, report = _in_session(loop, guarded=True)
+    incident = report.runs[0].incidents[0]
     assert (incident.step, incident.root_cause) == (17, "unstable_loss")
     assert not any("could not be replayed (" in line for line in incident.evidence)
