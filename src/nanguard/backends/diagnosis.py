@@ -132,7 +132,7 @@ def labels_out_of_range(batch: Batch, model: Any) -> Finding | None:
     )
 
 
-def _clean(batch: Batch | None) -> list[str]:
+def _batch_checked(batch: Batch | None) -> list[str]:
     """What was checked of a batch that holds no fault of its own (nothing when not kept)."""
     return [] if batch is None else ["the batch's inputs, targets and sample weights are finite"]
 
@@ -149,7 +149,7 @@ class Weights:
     before: list[str]
 
 
-def nonfinite_weights_finding(
+def _weights_finding(
     model: Any, weights: Weights, batch: Batch | None, flags: int
 ) -> Finding | None:
     """Weights that hold NaN/Inf before the step, or after its update only, with a batch that
@@ -173,7 +173,7 @@ def nonfinite_weights_finding(
             evidence=[
                 "the model's weights held non-finite values when training began (measured "
                 f"before its first step): {', '.join(weights.at_start[:MAX_LISTED])}",
-                *_clean(batch),
+                *_batch_checked(batch),
             ],
             fixes=[finite_weights_fix(layer)] if layer is not None else [],
         )
@@ -193,12 +193,12 @@ def _overflowed(model: Any, batch: Batch | None, *evidence: str) -> Finding:
     return Finding(
         "learning_rate_too_high",
         0.8,
-        evidence=[*evidence, *([f"learning rate: {lr:g}"] if lr else []), *_clean(batch)],
+        evidence=[*evidence, *([f"learning rate: {lr:g}"] if lr else []), *_batch_checked(batch)],
         fixes=[overflow_fix(lr)],
     )
 
 
-def configured_mismatch(preflight: list[Warning], batch: Batch | None) -> Finding | None:
+def _configured_mismatch(preflight: list[Warning], batch: Batch | None) -> Finding | None:
     """The pre-flight's critical ``output_loss_mismatch`` (an output activation the compiled loss
     cannot take, read from the model's configuration), when nothing in the step explains more."""
     for warning in preflight:
@@ -210,7 +210,7 @@ def configured_mismatch(preflight: list[Warning], batch: Batch | None) -> Findin
                 evidence=[
                     "the model's configuration, checked before the first step, pairs the loss "
                     "with an output activation it cannot take (pre-flight, critical)",
-                    *_clean(batch),
+                    *_batch_checked(batch),
                 ],
                 fixes=[warning.message],
             )
@@ -233,16 +233,14 @@ def diagnose(
         found = nonfinite_data(batch, weights.before) or labels_out_of_range(batch, model)
         if found is not None:
             return found
-    found = nonfinite_weights_finding(model, weights, batch, flags) or configured_mismatch(
-        preflight, batch
-    )
+    found = _weights_finding(model, weights, batch, flags) or _configured_mismatch(preflight, batch)
     if found is not None:
         return found
     outcome = "the step raised before its update" if error is not None else weights_before([])
     warned = [w for w in preflight if w.severity in ("warning", "critical")]
     return Finding(
         evidence=[
-            *(_clean(batch) or ["the batch of this step was not kept"]),
+            *(_batch_checked(batch) or ["the batch of this step was not kept"]),
             *(f"pre-flight warned before the first step: {w.code}: {w.message}" for w in warned),
             "the replay that names the layer, op and cause runs on the TensorFlow backend only "
             f"(this run used Keras' {backend} backend); {outcome}",
